@@ -1,0 +1,307 @@
+"""Runtime: start the roles on one loop, report binds for readiness, shut down in order.
+
+Shutdown order (uvicorn's): stop accepting (close every listener), ask connections to finish,
+wait for them up to `limits.shutdown_deadline`, abort the rest, cancel the role tasks. A
+second signal skips the wait.
+
+Roles are `serve_*` coroutines taking a `RoleContext`; they run until cancelled and close what
+they opened in `finally`. They register listeners through `open_tcp_listener` /
+`open_udp_endpoint`, which record each bind's status and, on failure, the remedy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import importlib
+import signal
+import socket
+import ssl as ssl_module
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from edge.events import EventSink
+from edge.store import Store
+
+log = structlog.get_logger("edge.runtime")
+
+ROLES: dict[str, str] = {
+    "origins": "edge.origins:serve_origins",
+    "resolver": "resolver.server:serve_resolver",
+    "spectrum": "spectrum.server:serve_spectrum",
+    "cdn": "cdn.server:serve_cdn",
+    "api": "edge.admin:serve_admin",
+}
+ALL_ROLES = tuple(ROLES)
+
+# Accept errors that mean "out of resources" (trio's list): log, pause, keep serving.
+OVERLOAD_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+class Connection(Protocol):
+    def shutdown(self) -> None:
+        """Finish the exchange in progress, then close (an idle connection closes at once)."""
+
+    def abort(self) -> None:
+        """Close now."""
+
+
+class Connections:
+    """Live connections of the process, for graceful shutdown and leak checks."""
+
+    def __init__(self) -> None:
+        self._live: set[Connection] = set()
+        self._empty = asyncio.Event()
+        self._empty.set()
+        self.draining = False
+
+    def add(self, conn: Connection) -> None:
+        self._live.add(conn)
+        self._empty.clear()
+        if self.draining:
+            conn.shutdown()
+
+    def discard(self, conn: Connection) -> None:
+        self._live.discard(conn)
+        if not self._live:
+            self._empty.set()
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    def shutdown_all(self) -> None:
+        self.draining = True
+        for conn in list(self._live):
+            conn.shutdown()
+
+    def abort_all(self) -> None:
+        for conn in list(self._live):
+            conn.abort()
+
+    async def wait_empty(self, timeout: float) -> bool:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._empty.wait()
+            return True
+        except TimeoutError:
+            return False
+
+
+@dataclass(slots=True)
+class Bind:
+    role: str
+    name: str
+    transport: str
+    address: str
+    port: int
+    status: str = "pending"  # pending | bound | failed | closed
+    reason: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return {"role": self.role, "name": self.name, "transport": self.transport, "address": self.address,
+                "port": self.port, "status": self.status, "reason": self.reason}
+
+
+class Binds:
+    """Every listener the process tried to open, with its status: the truth behind /ready."""
+
+    def __init__(self) -> None:
+        self._binds: dict[tuple[str, str, str, int], Bind] = {}
+        self._closers: dict[tuple[str, str, str, int], Callable[[], None]] = {}
+        self.expected_roles: set[str] = set()
+        self.ready_roles: set[str] = set()
+        self.changed = asyncio.Event()
+
+    def record(self, bind: Bind, closer: Callable[[], None] | None = None) -> None:
+        key = (bind.role, bind.transport, bind.address, bind.port)
+        self._binds[key] = bind
+        if closer is not None:
+            self._closers[key] = closer
+        self.changed.set()
+
+    def forget(self, role: str, transport: str, address: str, port: int) -> None:
+        key = (role, transport, address, port)
+        self._binds.pop(key, None)
+        self._closers.pop(key, None)
+
+    def role_ready(self, role: str) -> None:
+        self.ready_roles.add(role)
+        self.changed.set()
+
+    def all(self) -> list[Bind]:
+        return list(self._binds.values())
+
+    @property
+    def ready(self) -> bool:
+        return (self.expected_roles <= self.ready_roles
+                and all(b.status == "bound" for b in self._binds.values()))
+
+    def close_all(self) -> None:
+        for key, closer in list(self._closers.items()):
+            with contextlib.suppress(Exception):
+                closer()
+            bind = self._binds.get(key)
+            if bind is not None:
+                bind.status = "closed"
+        self._closers.clear()
+
+
+def bind_remedy(err: OSError, address: str, port: int, port_offset: int) -> str:
+    """What the user should do about a failed bind, in one sentence."""
+    if err.errno == errno.EACCES:
+        return (f"permission denied binding {address}:{port}: ports below 1024 need root; run in docker compose,"
+                f" or allow them with `sudo sysctl -w net.ipv4.ip_unprivileged_port_start=0`, or set"
+                f" network.port_offset (e.g. `edge up --port-offset 10000`); current offset {port_offset}")
+    if err.errno == errno.EADDRNOTAVAIL:
+        return (f"address {address} is not available on this machine: on Linux all of 127.0.0.0/8 is"
+                f" local; elsewhere add it (`ip addr add {address}/32 dev lo`) or change the network section")
+    if err.errno == errno.EADDRINUSE:
+        return (f"address {address}:{port} is already in use by another process"
+                f" (find it with `ss -ltnup 'sport = :{port}'`), or set network.port_offset")
+    return f"cannot bind {address}:{port}: {err.strerror or err}"
+
+
+async def open_tcp_listener(
+    binds: Binds, *, role: str, name: str, address: str, port: int,
+    factory: Callable[[], asyncio.BaseProtocol], ssl: ssl_module.SSLContext | None = None,
+    backlog: int = 1024, port_offset: int = 0,
+) -> asyncio.AbstractServer | None:
+    """Bind a TCP listener and record the outcome. Returns None (recorded as failed) on error."""
+    bind = Bind(role, name, "tcp", address, port)
+    loop = asyncio.get_running_loop()
+    try:
+        server = await loop.create_server(factory, host=address, port=port, ssl=ssl, backlog=backlog,
+                                          reuse_address=True, start_serving=True)
+    except OSError as e:
+        bind.status, bind.reason = "failed", bind_remedy(e, address, port, port_offset)
+        binds.record(bind)
+        log.error("runtime.bind.failed", role=role, name=name, address=address, port=port, reason=bind.reason)
+        return None
+    bind.status = "bound"
+    binds.record(bind, server.close)
+    return server
+
+
+async def open_udp_endpoint(
+    binds: Binds, *, role: str, name: str, address: str, port: int,
+    factory: Callable[[], asyncio.DatagramProtocol], port_offset: int = 0,
+) -> asyncio.DatagramTransport | None:
+    bind = Bind(role, name, "udp", address, port)
+    loop = asyncio.get_running_loop()
+    try:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        transport, _ = await loop.create_datagram_endpoint(factory, local_addr=(address, port), family=family)
+    except OSError as e:
+        bind.status, bind.reason = "failed", bind_remedy(e, address, port, port_offset)
+        binds.record(bind)
+        log.error("runtime.bind.failed", role=role, name=name, address=address, port=port, reason=bind.reason)
+        return None
+    bind.status = "bound"
+    binds.record(bind, transport.close)
+    return transport
+
+
+@dataclass
+class RoleContext:
+    """What every role gets: the store, the event sink, the bind registry, live connections."""
+
+    store: Store
+    events: EventSink
+    binds: Binds
+    connections: Connections
+    state_dir: Path
+    roles: tuple[str, ...]
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def snapshot(self) -> Any:
+        return self.store.current
+
+
+RoleFn = Callable[[RoleContext], Awaitable[None]]
+
+
+def load_role(name: str) -> RoleFn | None:
+    target = ROLES[name]
+    module_name, _, attr = target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and (module_name == e.name or module_name.startswith(e.name + ".")):
+            log.warning("runtime.role.unavailable", role=name, reason=f"{module_name} is not built yet")
+            return None
+        raise
+    fn: RoleFn = getattr(module, attr)
+    return fn
+
+
+async def serve_roles(ctx: RoleContext, *, stop: asyncio.Event, force: asyncio.Event) -> None:
+    """Run the roles until `stop` is set, then shut down in order."""
+    tasks: list[asyncio.Task[None]] = []
+    ctx.binds.expected_roles = set()
+    for name in ctx.roles:
+        fn = load_role(name)
+        if fn is None:
+            continue
+        ctx.binds.expected_roles.add(name)
+        tasks.append(asyncio.create_task(fn(ctx), name=f"role-{name}"))
+    watch = asyncio.create_task(ctx.store.serve_watch(), name="store-watch")
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            if t is not stopper and t.exception() is not None:
+                log.error("runtime.role.crashed", role=t.get_name(), error=repr(t.exception()))
+        # 1. stop accepting
+        ctx.binds.close_all()
+        # 2. ask connections to finish; 3. wait up to the deadline (a second signal cuts it short)
+        ctx.connections.shutdown_all()
+        deadline = ctx.store.current.config.limits.shutdown_deadline
+        waiter = asyncio.create_task(ctx.connections.wait_empty(deadline))
+        forcer = asyncio.create_task(force.wait())
+        await asyncio.wait([waiter, forcer], return_when=asyncio.FIRST_COMPLETED)
+        forcer.cancel()
+        waiter.cancel()
+        if len(ctx.connections):
+            log.warning("runtime.shutdown.aborting", connections=len(ctx.connections))
+        # 4. abort the rest
+        ctx.connections.abort_all()
+    finally:
+        stopper.cancel()
+        watch.cancel()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, watch, stopper, return_exceptions=True)
+
+
+def install_signal_handlers(stop: asyncio.Event, force: asyncio.Event) -> Callable[[], None]:
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            log.warning("runtime.signal.forced", signal=signal.Signals(signum).name)
+            force.set()
+        else:
+            log.info("runtime.signal.received", signal=signal.Signals(signum).name)
+            stop.set()
+
+    sigs: Iterable[int] = (signal.SIGINT, signal.SIGTERM)
+    for s in sigs:
+        loop.add_signal_handler(s, on_signal, s)
+
+    def remove() -> None:
+        for s in sigs:
+            loop.remove_signal_handler(s)
+
+    return remove
+
+
+def sighup_reloader(reload: Callable[[], None]) -> Callable[[], None]:
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, reload)
+    return lambda: loop.remove_signal_handler(signal.SIGHUP)

@@ -18,13 +18,15 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     ValidationError,
     field_validator,
     model_validator,
@@ -32,6 +34,33 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def _parse_ip(value: Any) -> IPAddress:
+    if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected an IP address string, got {type(value).__name__}")
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+
+
+def _parse_network(value: Any) -> IPNetwork:
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"expected a CIDR string, got {type(value).__name__}")
+    try:
+        return ipaddress.ip_network(value.strip(), strict=True)
+    except ValueError as e:
+        raise ValueError(f"{value!r} is not a CIDR: {e}") from None
+
+
+IP = Annotated[IPAddress, PlainValidator(_parse_ip), PlainSerializer(str, return_type=str)]
+CIDR = Annotated[IPNetwork, PlainValidator(_parse_network), PlainSerializer(str, return_type=str)]
 
 # Cloudflare's proxied ports (reference fact 23).
 CF_HTTP_PORTS: tuple[int, ...] = (80, 8080, 8880, 2052, 2082, 2086, 2095)
@@ -95,7 +124,7 @@ class _CfModel(_Model):
 
 
 class ApiConfig(_Model):
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address("127.0.0.1")
+    address: IP = ipaddress.IPv4Address("127.0.0.1")
     port: int = Field(default=8900, ge=1, le=65535)
     token: str = Field(default="edge-local-token", min_length=1)
     email: str = "user@example.com"
@@ -103,14 +132,14 @@ class ApiConfig(_Model):
 
 
 class NetworkConfig(_Model):
-    resolver: IPAddress = ipaddress.IPv4Address("127.0.0.2")
+    resolver: IP = ipaddress.IPv4Address("127.0.0.2")
     resolver_port: int = Field(default=53, ge=1, le=65535)
-    cdn_ips: tuple[IPAddress, ...] = (ipaddress.IPv4Address("127.0.10.1"), ipaddress.IPv4Address("127.0.10.2"))
+    cdn_ips: tuple[IP, ...] = (ipaddress.IPv4Address("127.0.10.1"), ipaddress.IPv4Address("127.0.10.2"))
     cdn_http_ports: tuple[int, ...] = CF_HTTP_PORTS
     cdn_https_ports: tuple[int, ...] = CF_HTTPS_PORTS
-    cdn_egress_ip: IPAddress = ipaddress.IPv4Address("127.0.10.254")
-    spectrum_ips: ipaddress.IPv4Network | ipaddress.IPv6Network = ipaddress.IPv4Network("127.0.20.0/24")
-    spectrum_egress_ip: IPAddress = ipaddress.IPv4Address("127.0.20.254")
+    cdn_egress_ip: IP = ipaddress.IPv4Address("127.0.10.254")
+    spectrum_ips: CIDR = ipaddress.IPv4Network("127.0.20.0/24")
+    spectrum_egress_ip: IP = ipaddress.IPv4Address("127.0.20.254")
     # Added to every listener port and every connection to one of the emulator's own addresses,
     # so the whole plan runs unprivileged ("auto": 10000 when ports < 1024 can't be bound).
     port_offset: int | Literal["auto"] = 0
@@ -135,7 +164,7 @@ class NetworkConfig(_Model):
 
 
 class OriginAddress(_Model):
-    address: IPAddress
+    address: IP
     port: int = Field(ge=1, le=65535)
 
 
@@ -273,7 +302,7 @@ class OriginDns(_Model):
 class EdgeIps(_Model):
     type: Literal["dynamic", "static"] = "dynamic"
     connectivity: Literal["all", "ipv4", "ipv6"] | None = None
-    ips: tuple[IPAddress, ...] | None = None
+    ips: tuple[IP, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -667,6 +696,11 @@ def _fqdn(name: str, zone: str) -> str:
     return f"{name}.{zone}"
 
 
+def _short_fqdn(name: str, zone: str) -> str:
+    """Hostnames in Spectrum apps are FQDNs; only `@` and a single label are made relative."""
+    return _fqdn(name, zone) if name in ("@", "") or "." not in name else name
+
+
 def normalise(config: EdgeConfig) -> EdgeConfig:
     """Fill ids and expand relative names; pure and idempotent."""
     zones = []
@@ -681,10 +715,10 @@ def normalise(config: EdgeConfig) -> EdgeConfig:
         apps = []
         for a in zone.spectrum_apps:
             aid = a.id or stable_id("spectrum", zone.name, a.protocol, a.dns.name)
-            dns = a.dns.model_copy(update={"name": _fqdn(a.dns.name, zone.name)})
+            dns = a.dns.model_copy(update={"name": _short_fqdn(a.dns.name, zone.name)})
             od = a.origin_dns
             if od is not None:
-                od = od.model_copy(update={"name": _fqdn(od.name, zone.name)})
+                od = od.model_copy(update={"name": _short_fqdn(od.name, zone.name)})
             apps.append(a.model_copy(update={"id": aid, "dns": dns, "origin_dns": od}))
         rulesets = zone.rulesets
         rs = zone.custom_ruleset

@@ -15,7 +15,17 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 #: Canonical (English) comparison operators.  ``strict wildcard`` is one operator.
 COMPARISON_OPS = (
-    "eq", "ne", "lt", "le", "gt", "ge", "contains", "matches", "wildcard", "strict wildcard", "in",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "contains",
+    "matches",
+    "wildcard",
+    "strict wildcard",
+    "in",
     "bitwise_and",
 )
 LOGICAL_OPS = ("and", "xor", "or")

@@ -1,0 +1,1 @@
+"""edge: a local emulator of Cloudflare's edge network."""

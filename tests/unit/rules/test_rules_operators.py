@@ -86,7 +86,8 @@ CASES: list[tuple[str, bool]] = [
     ('http.host strict wildcard "*.Example.com"', True),
     ('http.request.uri.path wildcard "/v1/*/report.pdf"', True),
     ('http.request.uri.path wildcard "/v1/*"', True),
-    ('http.request.uri.path wildcard "/v1/\\*"', False),
+    ('http.request.uri.path wildcard "/v1/\\\\*"', False),
+    ('http.request.uri.path wildcard r"/v1/*/report.\\*"', False),
     ('http.referer wildcard "https://*.example.net/"', True),
     # in sets
     ('http.request.method in {"POST" "PUT"}', True),
@@ -254,7 +255,7 @@ FUNCTIONS: list[tuple[str, bool]] = [
     ("len(http.host) eq 15", True),
     ('len(http.request.headers["x-foo"]) eq 2', True),
     ("len(http.request.headers.names) eq 9", True),
-    ("len(http.request.headers) eq 8", True),
+    ("len(http.request.headers) eq 7", True),  # distinct lowercased names
     ('concat(http.host, "/", http.request.method) eq "api.Example.com/POST"', True),
     ('concat("x", http.request.method) eq "xPOST"', True),
     ('any(concat(http.request.headers["x-foo"], http.request.headers["cookie"])[*] eq "lang=en")', True),
@@ -309,7 +310,7 @@ def test_url_decode_flags(encoded: str, flags: str, decoded: str) -> None:
 def test_lower_is_ascii_only() -> None:
     request = make_request(host="\u00c9COLE.example")
     check('lower(http.host) eq "\u00c9cole.example"', True, request)
-    check("len(http.host) eq 13", True, request)  # byte length: É is two bytes
+    check("len(http.host) eq 14", True, request)  # byte length: É is two bytes
 
 
 @pytest.mark.parametrize(
@@ -333,8 +334,11 @@ STRINGS: list[tuple[str, bool]] = [
     ('http.request.headers["x-b"][0] eq r"c:\\dir"', True),
     ('http.request.headers["x-b"][0] matches "^c:\\\\dir$"', True),
     ('http.request.headers["x-b"][0] matches r"^c:\\\\dir$"', True),
-    ('http.request.headers["x-b"][0] strict wildcard "c:\\\\*"', True),
-    ('http.request.headers["x-s"][0] wildcard "a\\*b"', True),
+    ('http.request.headers["x-b"][0] strict wildcard r"c:\\\\*"', True),
+    ('http.request.headers["x-b"][0] strict wildcard "c:\\\\\\\\*"', True),
+    ('http.request.headers["x-s"][0] wildcard "a\\\\*b"', True),
+    ('http.request.headers["x-s"][0] wildcard r"a\\*b"', True),
+    ('http.request.headers["x-s"][0] wildcard r"a\\*"', False),
     ('http.request.headers["x-s"][0] wildcard "A*"', True),
     ('http.request.headers["x-s"][0] strict wildcard "A*"', False),
 ]
@@ -342,7 +346,9 @@ STRINGS: list[tuple[str, bool]] = [
 
 @pytest.mark.parametrize(("expression", "expected"), STRINGS)
 def test_string_literals(expression: str, expected: bool) -> None:
-    request = make_request(headers=(("X-Q", 'a"b'), ("X-B", "c:\\dir"), ("X-S", "a*b")))
+    request = make_request(
+        headers=(("User-Agent", "curl/8.5.0"), ("X-Q", 'a"b'), ("X-B", "c:\\dir"), ("X-S", "a*b"))
+    )
     check(expression, expected, request)
 
 

@@ -32,13 +32,15 @@ async def ready(request: web.Request) -> web.Response:
 
 async def health(request: web.Request) -> web.Response:
     ctx = request.app[CTX_KEY]
-    return web.json_response({
-        "status": "ok",
-        "uptime_s": round(time.monotonic() - request.app[STARTED_KEY], 3),
-        "generation": ctx.store.current.generation,
-        "connections": len(ctx.connections),
-        "records": ctx.events.counts,
-    })
+    return web.json_response(
+        {
+            "status": "ok",
+            "uptime_s": round(time.monotonic() - request.app[STARTED_KEY], 3),
+            "generation": ctx.store.current.generation,
+            "connections": len(ctx.connections),
+            "records": ctx.events.counts,
+        }
+    )
 
 
 async def ca_pem(request: web.Request) -> web.Response:

@@ -55,16 +55,20 @@ def summary(config: EdgeConfig) -> str:
     for z in config.zones:
         rs = z.custom_ruleset
         rules = rs.rules if rs else ()
-        lines.append(f"  {z.name}  ssl={z.settings.ssl}  records={len(z.dns_records)}  apps={len(z.spectrum_apps)}"
-                     f"  rules={len(rules)} ({sum(r.enabled for r in rules)} enabled)"
-                     f"  access_rules={len(z.access_rules)}")
+        lines.append(
+            f"  {z.name}  ssl={z.settings.ssl}  records={len(z.dns_records)}  apps={len(z.spectrum_apps)}"
+            f"  rules={len(rules)} ({sum(r.enabled for r in rules)} enabled)"
+            f"  access_rules={len(z.access_rules)}"
+        )
         for r in z.dns_records:
             lines.append(f"    {r.type:5} {r.name} -> {r.content}{'  (proxied)' if r.proxied else ''}")
         for a in z.spectrum_apps:
             where = ", ".join(str(ip) for ip in ips.get(a.id or "", ()))
             target = ", ".join(a.origin_direct or ()) or (a.origin_dns.name if a.origin_dns else "")
-            lines.append(f"    app   {a.dns.name} {a.protocol} on {where} -> {target}"
-                         f"  [{a.traffic_type}, proxy_protocol={a.proxy_protocol}, tls={a.tls}]")
+            lines.append(
+                f"    app   {a.dns.name} {a.protocol} on {where} -> {target}"
+                f"  [{a.traffic_type}, proxy_protocol={a.proxy_protocol}, tls={a.tls}]"
+            )
     return "\n".join(lines)
 
 
@@ -84,9 +88,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_ca(args: argparse.Namespace) -> int:
-    from certs.files import open_ca
-
     from certs import CertError
+    from certs.files import open_ca
 
     try:
         _ca, path = open_ca(Path(args.state_dir))
@@ -99,13 +102,11 @@ def cmd_ca(args: argparse.Namespace) -> int:
 
 
 def cmd_certs_origin(args: argparse.Namespace) -> int:
+    from certs import CertError
     from certs.files import issue_origin_certificate
 
-    from certs import CertError
-
     try:
-        cert, key = issue_origin_certificate(Path(args.state_dir), args.names,
-                                             Path(args.out) if args.out else None)
+        cert, key = issue_origin_certificate(Path(args.state_dir), args.names, Path(args.out) if args.out else None)
     except (CertError, OSError, ValueError) as e:
         print(f"edge certs origin: {e}", file=sys.stderr)
         return 1
@@ -121,16 +122,22 @@ def experiment_lines(snapshot: object) -> list[str]:
     lp = snapshot.listen_port
     cdn = net.cdn_ips[0] if net.cdn_ips else None
     ca = "CA"
-    lines = [f"try it (CA at {ca}: `edge ca | tail -n +2 > ca.pem`):",
-             f"  dig @{net.resolver} -p {lp(net.resolver_port)} www.example.com +short",
-             f"  dig -b {net.cdn_egress_ip} @{net.resolver} -p {lp(net.resolver_port)} www.example.com +short"]
+    lines = [
+        f"try it (CA at {ca}: `edge ca | tail -n +2 > ca.pem`):",
+        f"  dig @{net.resolver} -p {lp(net.resolver_port)} www.example.com +short",
+        f"  dig -b {net.cdn_egress_ip} @{net.resolver} -p {lp(net.resolver_port)} www.example.com +short",
+    ]
     if cdn is not None:
-        lines += [f"  curl --cacert ca.pem --resolve www.example.com:{lp(443)}:{cdn} https://www.example.com:{lp(443)}/",
-                  f"  curl --cacert ca.pem --resolve spectrum.example.com:{lp(443)}:{cdn}"
-                  f" https://spectrum.example.com:{lp(443)}/"]
+        lines += [
+            f"  curl --cacert ca.pem --resolve www.example.com:{lp(443)}:{cdn} https://www.example.com:{lp(443)}/",
+            f"  curl --cacert ca.pem --resolve spectrum.example.com:{lp(443)}:{cdn}"
+            f" https://spectrum.example.com:{lp(443)}/",
+        ]
     spec = snapshot.spectrum_hosts.get("spectrum.example.com")
     if spec:
-        lines.append(f"  curl -k --resolve spectrum.example.com:{lp(443)}:{spec[0]} https://spectrum.example.com:{lp(443)}/")
+        lines.append(
+            f"  curl -k --resolve spectrum.example.com:{lp(443)}:{spec[0]} https://spectrum.example.com:{lp(443)}/"
+        )
     lines.append(f"  dashboard: http://{snapshot.config.api.address}:{lp(snapshot.config.api.port)}/")
     return lines
 
@@ -146,17 +153,22 @@ async def _up(args: argparse.Namespace, config: EdgeConfig | None) -> int:
     state_dir = Path(args.state_dir)
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     open_ca(state_dir)
-    store = open_store(state_dir, config, port_offset=args.port_offset,
-                       source="file" if config is not None else "default")
+    store = open_store(
+        state_dir, config, port_offset=args.port_offset, source="file" if config is not None else "default"
+    )
     snapshot = store.current
     if snapshot.port_offset:
-        print(f"edge: ports below 1024 can't be bound here; port offset {snapshot.port_offset} applies to every"
-              f" listener and internal connection (443 -> {443 + snapshot.port_offset})", file=sys.stderr)
+        print(
+            f"edge: ports below 1024 can't be bound here; port offset {snapshot.port_offset} applies to every"
+            f" listener and internal connection (443 -> {443 + snapshot.port_offset})",
+            file=sys.stderr,
+        )
     roles = tuple(r for r in args.roles.split(",") if r) if args.roles else ALL_ROLES
     log_dir = state_dir / "logs" if args.logpush else None
     events = EventSink(log_dir=log_dir)
-    ctx = RoleContext(store=store, events=events, binds=Binds(), connections=Connections(),
-                      state_dir=state_dir, roles=roles)
+    ctx = RoleContext(
+        store=store, events=events, binds=Binds(), connections=Connections(), state_dir=state_dir, roles=roles
+    )
     stop, force = asyncio.Event(), asyncio.Event()
     remove_signals = install_signal_handlers(stop, force)
     config_path = Path(args.config) if args.config else None
@@ -168,8 +180,11 @@ async def _up(args: argparse.Namespace, config: EdgeConfig | None) -> int:
         try:
             new = _read_config(config_path)
         except ConfigError as e:
-            log.error("edge.config.reload_rejected", path=str(config_path),
-                      problems=[str(p) for p in e.problems] or [repr(e.__cause__)])
+            log.error(
+                "edge.config.reload_rejected",
+                path=str(config_path),
+                problems=[str(p) for p in e.problems] or [repr(e.__cause__)],
+            )
             return
         try:
             store.apply(new, source="file")

@@ -68,8 +68,30 @@ CF_HTTPS_PORTS: tuple[int, ...] = (443, 2053, 2083, 2087, 2096, 8443)
 
 PROXIABLE_TYPES = frozenset({"A", "AAAA", "CNAME"})
 RECORD_TYPES = frozenset(
-    {"A", "AAAA", "CAA", "CERT", "CNAME", "DNSKEY", "DS", "HTTPS", "LOC", "MX", "NAPTR", "NS",
-     "OPENPGPKEY", "PTR", "SMIMEA", "SRV", "SSHFP", "SVCB", "TLSA", "TXT", "URI", "SOA"}
+    {
+        "A",
+        "AAAA",
+        "CAA",
+        "CERT",
+        "CNAME",
+        "DNSKEY",
+        "DS",
+        "HTTPS",
+        "LOC",
+        "MX",
+        "NAPTR",
+        "NS",
+        "OPENPGPKEY",
+        "PTR",
+        "SMIMEA",
+        "SRV",
+        "SSHFP",
+        "SVCB",
+        "TLSA",
+        "TXT",
+        "URI",
+        "SOA",
+    }
 )
 _HOSTNAME_RE = re.compile(r"^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -435,12 +457,16 @@ class SpectrumApp(_CfModel):
             except ValueError as e:
                 raise ValueError(f"origin_port: {e}") from None
             if len(op) != len(edge) and len(op) != 1:
-                raise ValueError(f"origin_port range {op} has {len(op)} ports but protocol range {edge} has {len(edge)}")
+                raise ValueError(
+                    f"origin_port range {op} has {len(op)} ports but protocol range {edge} has {len(edge)}"
+                )
         for o in self.origins():
             if o.transport != self.transport:
                 raise _cf_error(11002, f"origin {o.transport}://... does not match protocol {self.transport}")
             if len(o.ports) != 1 and len(o.ports) != len(edge):
-                raise ValueError(f"origin port range {o.ports} has {len(o.ports)} ports but protocol range {edge} has {len(edge)}")
+                raise ValueError(
+                    f"origin port range {o.ports} has {len(o.ports)} ports but protocol range {edge} has {len(edge)}"
+                )
         if self.transport == "udp":
             if self.proxy_protocol == "v1":
                 raise ValueError("proxy_protocol v1 is not offered for UDP apps (use v2 or simple)")
@@ -628,7 +654,7 @@ def _problems_from(error: ValidationError, prefix: str = "") -> list[Problem]:
         code = ctx.get("cf_code") if isinstance(ctx, dict) else None
         msg = e["msg"]
         if msg.startswith("Value error, "):
-            msg = msg[len("Value error, "):]
+            msg = msg[len("Value error, ") :]
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
         problems.append(Problem(path, msg, code if isinstance(code, int) else None))
@@ -642,8 +668,19 @@ def _problems_from(error: ValidationError, prefix: str = "") -> list[Problem]:
     return unique
 
 
-_UNION_TAGS = {"IPv4Address", "IPv6Address", "IPv4Network", "IPv6Network", "int", "str",
-               "function-after", "literal['auto']", "bool", "tuple", "dict"}
+_UNION_TAGS = {
+    "IPv4Address",
+    "IPv6Address",
+    "IPv4Network",
+    "IPv6Network",
+    "int",
+    "str",
+    "function-after",
+    "literal['auto']",
+    "bool",
+    "tuple",
+    "dict",
+}
 
 
 def parse_yaml(text: str) -> Any:
@@ -727,18 +764,28 @@ def normalise(config: EdgeConfig) -> EdgeConfig:
             for i, rule in enumerate(rs.rules):
                 rule_id = rule.id or stable_id("rule", zone.name, str(i), rule.expression, rule.action)
                 rules.append(rule.model_copy(update={"id": rule_id, "version": rule.version or "1"}))
-            rs = rs.model_copy(update={"id": rs.id or stable_id("ruleset", zone.name, rs.phase),
-                                       "rules": tuple(rules)})
+            rs = rs.model_copy(update={"id": rs.id or stable_id("ruleset", zone.name, rs.phase), "rules": tuple(rules)})
             rulesets = Rulesets(http_request_firewall_custom=rs)
         access = [
-            ar.model_copy(update={"id": ar.id or stable_id("access", zone.name, ar.configuration.target,
-                                                             ar.configuration.value, ar.mode)})
+            ar.model_copy(
+                update={
+                    "id": ar.id
+                    or stable_id("access", zone.name, ar.configuration.target, ar.configuration.value, ar.mode)
+                }
+            )
             for ar in zone.access_rules
         ]
-        zones.append(zone.model_copy(update={
-            "id": zid, "dns_records": tuple(records), "spectrum_apps": tuple(apps),
-            "rulesets": rulesets, "access_rules": tuple(access),
-        }))
+        zones.append(
+            zone.model_copy(
+                update={
+                    "id": zid,
+                    "dns_records": tuple(records),
+                    "spectrum_apps": tuple(apps),
+                    "rulesets": rulesets,
+                    "access_rules": tuple(access),
+                }
+            )
+        )
     lists = [lst.model_copy(update={"id": lst.id or stable_id("list", lst.name)}) for lst in config.lists]
     return config.model_copy(update={"zones": tuple(zones), "lists": tuple(lists)})
 
@@ -764,7 +811,9 @@ def check_semantics(config: EdgeConfig) -> list[Problem]:
         problems.append(Problem("network.spectrum_egress_ip", "must not be one of cdn_ips"))
     for i, ip in enumerate(net.cdn_ips):
         if ip in net.spectrum_ips:
-            problems.append(Problem(f"network.cdn_ips[{i}]", f"{ip} is inside the spectrum_ips pool {net.spectrum_ips}"))
+            problems.append(
+                Problem(f"network.cdn_ips[{i}]", f"{ip} is inside the spectrum_ips pool {net.spectrum_ips}")
+            )
     offset = net.port_offset if isinstance(net.port_offset, int) else 0
     for section, ports in (("cdn_http_ports", net.cdn_http_ports), ("cdn_https_ports", net.cdn_https_ports)):
         for p in ports:
@@ -777,7 +826,9 @@ def check_semantics(config: EdgeConfig) -> list[Problem]:
     seen_zones: dict[str, int] = {}
     for zi, zone in enumerate(config.zones):
         if zone.name in seen_zones:
-            problems.append(Problem(f"zones[{zi}].name", f"zone {zone.name} is already defined at zones[{seen_zones[zone.name]}]"))
+            problems.append(
+                Problem(f"zones[{zi}].name", f"zone {zone.name} is already defined at zones[{seen_zones[zone.name]}]")
+            )
         seen_zones.setdefault(zone.name, zi)
 
     lists = list_specs(config)
@@ -794,8 +845,11 @@ def check_semantics(config: EdgeConfig) -> list[Problem]:
         for hi, host in enumerate(zone.settings.advanced_certificate_hosts):
             h = host.lower()
             if not (h.endswith("." + zone.name)) or not is_hostname(h):
-                problems.append(Problem(f"{zp}.settings.advanced_certificate_hosts[{hi}]",
-                                        f"{host!r} is not a name under {zone.name}"))
+                problems.append(
+                    Problem(
+                        f"{zp}.settings.advanced_certificate_hosts[{hi}]", f"{host!r} is not a name under {zone.name}"
+                    )
+                )
         # DNS records (reference 4.5: duplicates 81057, CNAME clashes 81053/81054).
         by_name: dict[str, list[tuple[int, DnsRecord]]] = {}
         for ri, r in enumerate(zone.dns_records):
@@ -823,8 +877,11 @@ def check_semantics(config: EdgeConfig) -> list[Problem]:
                 problems.append(Problem(f"{ap}.dns.name", f"{name} is not under the zone {zone.name}", 16001))
             for _, r in by_name.get(name, []):
                 if r.type in PROXIABLE_TYPES:
-                    problems.append(Problem(f"{ap}.dns.name",
-                                            f"{name} already has a {r.type} record; Spectrum owns its hostname", 81053))
+                    problems.append(
+                        Problem(
+                            f"{ap}.dns.name", f"{name} already has a {r.type} record; Spectrum owns its hostname", 81053
+                        )
+                    )
                     break
             owner = spectrum_names.get(name)
             if owner is not None and owner != zone.name:
@@ -833,17 +890,30 @@ def check_semantics(config: EdgeConfig) -> list[Problem]:
             if app.origin_dns is not None:
                 od = app.origin_dns.name
                 if not (od == zone.name or od.endswith("." + zone.name)):
-                    problems.append(Problem(f"{ap}.origin_dns.name",
-                                            f"{od} is not in the zone {zone.name}; origin_dns must be a record of the same zone",
-                                            11050))
+                    problems.append(
+                        Problem(
+                            f"{ap}.origin_dns.name",
+                            f"{od} is not in the zone {zone.name}; origin_dns must be a record of the same zone",
+                            11050,
+                        )
+                    )
             if app.edge_ips.type == "static":
                 for ii, ip in enumerate(app.edge_ips.ips or ()):
-                    if ip in net.cdn_ips or ip in (net.cdn_egress_ip, net.spectrum_egress_ip, net.resolver, config.api.address):
-                        problems.append(Problem(f"{ap}.edge_ips.ips[{ii}]", f"{ip} is already used by the edge itself", 11033))
+                    if ip in net.cdn_ips or ip in (
+                        net.cdn_egress_ip,
+                        net.spectrum_egress_ip,
+                        net.resolver,
+                        config.api.address,
+                    ):
+                        problems.append(
+                            Problem(f"{ap}.edge_ips.ips[{ii}]", f"{ip} is already used by the edge itself", 11033)
+                        )
                     for port in range(app.ports.first, app.ports.last + 1):
                         key = (str(ip), app.transport, port)
                         if key in listeners and listeners[key] != ap:
-                            problems.append(Problem(ap, f"{app.transport}/{port} on {ip} is already used by {listeners[key]}"))
+                            problems.append(
+                                Problem(ap, f"{app.transport}/{port} on {ip} is already used by {listeners[key]}")
+                            )
                             break
                         listeners[key] = ap
         # Rules: full compile with the lists, so type errors surface here, not per request.
@@ -853,8 +923,11 @@ def check_semantics(config: EdgeConfig) -> list[Problem]:
                 compile_ruleset(rule_specs(rs), lists, ruleset_id=rs.id or "")
             except RulesetError as e:
                 for index, err in e.errors:
-                    problems.append(Problem(f"{zp}.rulesets.http_request_firewall_custom.rules[{index}].expression",
-                                            str(err), err.code))
+                    problems.append(
+                        Problem(
+                            f"{zp}.rulesets.http_request_firewall_custom.rules[{index}].expression", str(err), err.code
+                        )
+                    )
     return problems
 
 
@@ -863,8 +936,15 @@ def rule_specs(ruleset: Ruleset) -> list[Any]:
     from cdn.rules import RuleSpec
 
     return [
-        RuleSpec(id=r.id or "", action=r.action, expression=r.expression, description=r.description,
-                 enabled=r.enabled, ref=r.ref, action_parameters=dict(r.action_parameters or {}))
+        RuleSpec(
+            id=r.id or "",
+            action=r.action,
+            expression=r.expression,
+            description=r.description,
+            enabled=r.enabled,
+            ref=r.ref,
+            action_parameters=dict(r.action_parameters or {}),
+        )
         for r in ruleset.rules
     ]
 
@@ -872,5 +952,4 @@ def rule_specs(ruleset: Ruleset) -> list[Any]:
 def list_specs(config: EdgeConfig) -> dict[str, Any]:
     from cdn.rules import ListSpec
 
-    return {lst.name: ListSpec(lst.name, lst.kind, tuple(item.ip or "" for item in lst.items))
-            for lst in config.lists}
+    return {lst.name: ListSpec(lst.name, lst.kind, tuple(item.ip or "" for item in lst.items)) for lst in config.lists}

@@ -50,9 +50,10 @@ class Trace:
         self.steps.append(TraceStep(stage, decision, detail, round((time.monotonic() - self.started) * 1000, 3)))
 
     def as_json(self) -> dict[str, Any]:
-        return {"ray_id": self.ray_id,
-                "steps": [{"stage": s.stage, "decision": s.decision, "at_ms": s.at_ms, **s.detail}
-                          for s in self.steps]}
+        return {
+            "ray_id": self.ray_id,
+            "steps": [{"stage": s.stage, "decision": s.decision, "at_ms": s.at_ms, **s.detail} for s in self.steps],
+        }
 
 
 class EventSink:

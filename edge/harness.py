@@ -86,8 +86,9 @@ async def wait_ready(ctx: RoleContext, task: asyncio.Task[None] | None, timeout:
             while True:
                 failed = [b for b in binds.all() if b.status == "failed"]
                 if failed:
-                    raise EdgeStartError("\n".join(f"{b.role} {b.transport} {b.address}:{b.port}: {b.reason}"
-                                                   for b in failed))
+                    raise EdgeStartError(
+                        "\n".join(f"{b.role} {b.transport} {b.address}:{b.port}: {b.reason}" for b in failed)
+                    )
                 if binds.ready:
                     return
                 if task is not None and task.done():
@@ -100,8 +101,9 @@ async def wait_ready(ctx: RoleContext, task: asyncio.Task[None] | None, timeout:
         raise EdgeStartError(f"not ready after {timeout}s; roles still starting: {waiting}") from None
 
 
-def open_store(state_dir: Path, config: EdgeConfig | None, *, port_offset: int | None = None,
-               source: str = "file") -> Store:
+def open_store(
+    state_dir: Path, config: EdgeConfig | None, *, port_offset: int | None = None, source: str = "file"
+) -> Store:
     store = Store(state_dir, port_offset=port_offset)
     try:
         store.open_config(config, source=source)
@@ -130,8 +132,9 @@ async def open_edge(
     open_ca(state_dir)
     store = open_store(state_dir, cfg, port_offset=port_offset)
     events = EventSink(log_dir=log_dir, log_records=log_records)
-    ctx = RoleContext(store=store, events=events, binds=Binds(), connections=Connections(),
-                      state_dir=state_dir, roles=tuple(roles))
+    ctx = RoleContext(
+        store=store, events=events, binds=Binds(), connections=Connections(), state_dir=state_dir, roles=tuple(roles)
+    )
     stop, force = asyncio.Event(), asyncio.Event()
     task = asyncio.create_task(serve_roles(ctx, stop=stop, force=force), name="edge")
     try:

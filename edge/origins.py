@@ -31,9 +31,9 @@ from typing import Any
 
 import h11
 import structlog
+from spectrum import proxy_protocol as pp
 
 from edge.runtime import Bind, RoleContext, bind_remedy
-from spectrum import proxy_protocol as pp
 
 log = structlog.get_logger("edge.origins")
 
@@ -166,8 +166,11 @@ class HttpEcho(asyncio.Protocol):
                 event = self.conn.next_event()
             except h11.RemoteProtocolError as e:
                 with contextlib.suppress(h11.LocalProtocolError):
-                    self._send(h11.Response(status_code=e.error_status_hint, headers=[("content-length", "0"),
-                                                                                       ("connection", "close")]))
+                    self._send(
+                        h11.Response(
+                            status_code=e.error_status_hint, headers=[("content-length", "0"), ("connection", "close")]
+                        )
+                    )
                 self.transport.close()
                 return
             if event is h11.NEED_DATA or event is h11.PAUSED:
@@ -197,9 +200,16 @@ class HttpEcho(asyncio.Protocol):
         target = req.target.decode("latin-1")
         self.echo_body = target.startswith("/echo")
         if self.echo_body:
-            self._send(h11.Response(status_code=200, headers=[("content-type", "application/octet-stream"),
-                                                              ("transfer-encoding", "chunked"),
-                                                              ("x-echo-origin", self.origin)]))
+            self._send(
+                h11.Response(
+                    status_code=200,
+                    headers=[
+                        ("content-type", "application/octet-stream"),
+                        ("transfer-encoding", "chunked"),
+                        ("x-echo-origin", self.origin),
+                    ],
+                )
+            )
         elif any(k.lower() == b"expect" for k, _ in req.headers.raw_items()):
             self._send(h11.InformationalResponse(status_code=100, headers=[]))
 
@@ -229,8 +239,11 @@ class HttpEcho(asyncio.Protocol):
             return
         headers = {k.lower(): v.lower() for k, v in req.headers.raw_items()}
         if headers.get(b"upgrade") and b"upgrade" in headers.get(b"connection", b""):
-            self._send(h11.InformationalResponse(status_code=101, headers=[("upgrade", headers[b"upgrade"]),
-                                                                           ("connection", "upgrade")]))
+            self._send(
+                h11.InformationalResponse(
+                    status_code=101, headers=[("upgrade", headers[b"upgrade"]), ("connection", "upgrade")]
+                )
+            )
             self.upgraded = True
             trailing, _closed = self.conn.trailing_data
             if trailing:
@@ -241,13 +254,13 @@ class HttpEcho(asyncio.Protocol):
         status, body, ctype = 200, b"", "application/json"
         if target.startswith("/bytes/"):
             try:
-                n = max(0, min(int(target[len("/bytes/"):].split("?")[0]), 1 << 30))
+                n = max(0, min(int(target[len("/bytes/") :].split("?")[0]), 1 << 30))
             except ValueError:
                 n = 0
             body, ctype = (b"0123456789abcdef" * (n // 16 + 1))[:n], "application/octet-stream"
         elif target.startswith("/status/"):
             try:
-                status = int(target[len("/status/"):].split("?")[0])
+                status = int(target[len("/status/") :].split("?")[0])
             except ValueError:
                 status = 400
             if not 200 <= status <= 599:
@@ -255,9 +268,12 @@ class HttpEcho(asyncio.Protocol):
             body = json.dumps(self._report()).encode() + b"\n"
         else:
             body = json.dumps(self._report(), indent=1).encode() + b"\n"
-        self._send(h11.Response(status_code=status, headers=[("content-type", ctype),
-                                                              ("content-length", str(len(body))),
-                                                              ("x-echo-origin", self.origin)]))
+        self._send(
+            h11.Response(
+                status_code=status,
+                headers=[("content-type", ctype), ("content-length", str(len(body))), ("x-echo-origin", self.origin)],
+            )
+        )
         self._send(h11.Data(data=body))
         self._send(h11.EndOfMessage())
         if self.conn.our_state is h11.MUST_CLOSE:
@@ -275,8 +291,12 @@ class TcpEcho(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        report = {"origin": "tcp-echo", "peer": _addr(transport.get_extra_info("peername")),
-                  "local": _addr(transport.get_extra_info("sockname")), "proxy": header_json(self.proxy)}
+        report = {
+            "origin": "tcp-echo",
+            "peer": _addr(transport.get_extra_info("peername")),
+            "local": _addr(transport.get_extra_info("sockname")),
+            "proxy": header_json(self.proxy),
+        }
         transport.write(json.dumps(report).encode() + b"\n")
 
     def data_received(self, data: bytes) -> None:
@@ -314,7 +334,7 @@ class UdpEcho(asyncio.DatagramProtocol):
                     self.flows[addr] = result
                     if len(self.flows) > 10_000:
                         self.flows.clear()
-                    payload = data[result.length:]
+                    payload = data[result.length :]
         except pp.ProxyProtocolError as e:
             report["error"] = str(e)
         report["proxy"] = header_json(self.flows.get(addr))
@@ -337,9 +357,14 @@ def _listen_socket(address: str, port: int) -> socket.socket:
     return sock
 
 
-async def serve_stream_origin(ctx: RoleContext, name: str, address: str, port: int,
-                              factory: Callable[[pp.ProxyHeader | None], asyncio.Protocol],
-                              tls: ssl.SSLContext | None = None) -> None:
+async def serve_stream_origin(
+    ctx: RoleContext,
+    name: str,
+    address: str,
+    port: int,
+    factory: Callable[[pp.ProxyHeader | None], asyncio.Protocol],
+    tls: ssl.SSLContext | None = None,
+) -> None:
     """Accept loop with PROXY-header stripping; runs until cancelled."""
     offset = ctx.store.current.port_offset
     bind = Bind("origins", name, "tcp", address, port)
@@ -357,8 +382,9 @@ async def serve_stream_origin(ctx: RoleContext, name: str, address: str, port: i
     async def handle(conn: socket.socket) -> None:
         try:
             header = await strip_proxy_header(conn)
-            await loop.connect_accepted_socket(lambda: factory(header), conn, ssl=tls,
-                                               ssl_handshake_timeout=10.0 if tls else None)
+            await loop.connect_accepted_socket(
+                lambda: factory(header), conn, ssl=tls, ssl_handshake_timeout=10.0 if tls else None
+            )
         except (OSError, TimeoutError, ssl.SSLError) as e:
             log.debug("origins.connection.failed", origin=name, error=repr(e))
             conn.close()
@@ -419,23 +445,37 @@ async def serve_origins(ctx: RoleContext) -> None:
     loop = asyncio.get_running_loop()
     udp: asyncio.DatagramTransport | None = None
     try:
-        udp, _ = await loop.create_datagram_endpoint(UdpEcho, local_addr=(str(o.udp_echo.address),
-                                                                          lp(o.udp_echo.port)))
+        udp, _ = await loop.create_datagram_endpoint(UdpEcho, local_addr=(str(o.udp_echo.address), lp(o.udp_echo.port)))
         udp_bind.status = "bound"
         ctx.binds.record(udp_bind, udp.close)
     except OSError as e:
-        udp_bind.status, udp_bind.reason = "failed", bind_remedy(e, udp_bind.address, udp_bind.port,
-                                                                 snapshot.port_offset)
+        udp_bind.status, udp_bind.reason = (
+            "failed",
+            bind_remedy(e, udp_bind.address, udp_bind.port, snapshot.port_offset),
+        )
         ctx.binds.record(udp_bind)
     try:
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(serve_stream_origin(ctx, "http-echo", str(o.http_echo.address), lp(o.http_echo.port),
-                                               lambda h: HttpEcho("http-echo", h, None)))
-            tg.create_task(serve_stream_origin(ctx, "https-echo", str(o.https_echo.address),
-                                               lp(o.https_echo.port),
-                                               lambda h: HttpEcho("https-echo", h, recorder), tls=tls))
-            tg.create_task(serve_stream_origin(ctx, "tcp-echo", str(o.tcp_echo.address), lp(o.tcp_echo.port),
-                                               TcpEcho))
+            tg.create_task(
+                serve_stream_origin(
+                    ctx,
+                    "http-echo",
+                    str(o.http_echo.address),
+                    lp(o.http_echo.port),
+                    lambda h: HttpEcho("http-echo", h, None),
+                )
+            )
+            tg.create_task(
+                serve_stream_origin(
+                    ctx,
+                    "https-echo",
+                    str(o.https_echo.address),
+                    lp(o.https_echo.port),
+                    lambda h: HttpEcho("https-echo", h, recorder),
+                    tls=tls,
+                )
+            )
+            tg.create_task(serve_stream_origin(ctx, "tcp-echo", str(o.tcp_echo.address), lp(o.tcp_echo.port), TcpEcho))
             await asyncio.sleep(0)
             ctx.binds.role_ready("origins")
     finally:

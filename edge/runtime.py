@@ -18,7 +18,7 @@ import importlib
 import signal
 import socket
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -103,8 +103,15 @@ class Bind:
     reason: str = ""
 
     def as_json(self) -> dict[str, Any]:
-        return {"role": self.role, "name": self.name, "transport": self.transport, "address": self.address,
-                "port": self.port, "status": self.status, "reason": self.reason}
+        return {
+            "role": self.role,
+            "name": self.name,
+            "transport": self.transport,
+            "address": self.address,
+            "port": self.port,
+            "status": self.status,
+            "reason": self.reason,
+        }
 
 
 class Binds:
@@ -138,8 +145,7 @@ class Binds:
 
     @property
     def ready(self) -> bool:
-        return (self.expected_roles <= self.ready_roles
-                and all(b.status == "bound" for b in self._binds.values()))
+        return self.expected_roles <= self.ready_roles and all(b.status == "bound" for b in self._binds.values())
 
     def close_all(self) -> None:
         for key, closer in list(self._closers.items()):
@@ -154,29 +160,43 @@ class Binds:
 def bind_remedy(err: OSError, address: str, port: int, port_offset: int) -> str:
     """What the user should do about a failed bind, in one sentence."""
     if err.errno == errno.EACCES:
-        return (f"permission denied binding {address}:{port}: ports below 1024 need root; run in docker compose,"
-                f" or allow them with `sudo sysctl -w net.ipv4.ip_unprivileged_port_start=0`, or set"
-                f" network.port_offset (e.g. `edge up --port-offset 10000`); current offset {port_offset}")
+        return (
+            f"permission denied binding {address}:{port}: ports below 1024 need root; run in docker compose,"
+            f" or allow them with `sudo sysctl -w net.ipv4.ip_unprivileged_port_start=0`, or set"
+            f" network.port_offset (e.g. `edge up --port-offset 10000`); current offset {port_offset}"
+        )
     if err.errno == errno.EADDRNOTAVAIL:
-        return (f"address {address} is not available on this machine: on Linux all of 127.0.0.0/8 is"
-                f" local; elsewhere add it (`ip addr add {address}/32 dev lo`) or change the network section")
+        return (
+            f"address {address} is not available on this machine: on Linux all of 127.0.0.0/8 is"
+            f" local; elsewhere add it (`ip addr add {address}/32 dev lo`) or change the network section"
+        )
     if err.errno == errno.EADDRINUSE:
-        return (f"address {address}:{port} is already in use by another process"
-                f" (find it with `ss -ltnup 'sport = :{port}'`), or set network.port_offset")
+        return (
+            f"address {address}:{port} is already in use by another process"
+            f" (find it with `ss -ltnup 'sport = :{port}'`), or set network.port_offset"
+        )
     return f"cannot bind {address}:{port}: {err.strerror or err}"
 
 
 async def open_tcp_listener(
-    binds: Binds, *, role: str, name: str, address: str, port: int,
-    factory: Callable[[], asyncio.BaseProtocol], ssl: ssl_module.SSLContext | None = None,
-    backlog: int = 1024, port_offset: int = 0,
+    binds: Binds,
+    *,
+    role: str,
+    name: str,
+    address: str,
+    port: int,
+    factory: Callable[[], asyncio.BaseProtocol],
+    ssl: ssl_module.SSLContext | None = None,
+    backlog: int = 1024,
+    port_offset: int = 0,
 ) -> asyncio.AbstractServer | None:
     """Bind a TCP listener and record the outcome. Returns None (recorded as failed) on error."""
     bind = Bind(role, name, "tcp", address, port)
     loop = asyncio.get_running_loop()
     try:
-        server = await loop.create_server(factory, host=address, port=port, ssl=ssl, backlog=backlog,
-                                          reuse_address=True, start_serving=True)
+        server = await loop.create_server(
+            factory, host=address, port=port, ssl=ssl, backlog=backlog, reuse_address=True, start_serving=True
+        )
     except OSError as e:
         bind.status, bind.reason = "failed", bind_remedy(e, address, port, port_offset)
         binds.record(bind)
@@ -188,8 +208,14 @@ async def open_tcp_listener(
 
 
 async def open_udp_endpoint(
-    binds: Binds, *, role: str, name: str, address: str, port: int,
-    factory: Callable[[], asyncio.DatagramProtocol], port_offset: int = 0,
+    binds: Binds,
+    *,
+    role: str,
+    name: str,
+    address: str,
+    port: int,
+    factory: Callable[[], asyncio.DatagramProtocol],
+    port_offset: int = 0,
 ) -> asyncio.DatagramTransport | None:
     bind = Bind(role, name, "udp", address, port)
     loop = asyncio.get_running_loop()
@@ -223,7 +249,7 @@ class RoleContext:
         return self.store.current
 
 
-RoleFn = Callable[[RoleContext], Awaitable[None]]
+RoleFn = Callable[[RoleContext], Coroutine[Any, Any, None]]
 
 
 def load_role(name: str) -> RoleFn | None:
@@ -304,4 +330,8 @@ def install_signal_handlers(stop: asyncio.Event, force: asyncio.Event) -> Callab
 def sighup_reloader(reload: Callable[[], None]) -> Callable[[], None]:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGHUP, reload)
-    return lambda: loop.remove_signal_handler(signal.SIGHUP)
+
+    def remove() -> None:
+        loop.remove_signal_handler(signal.SIGHUP)
+
+    return remove

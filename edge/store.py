@@ -146,14 +146,16 @@ class Snapshot:
             dot = name.find(".")
             if dot < 0:
                 return None
-            name = name[dot + 1:]
+            name = name[dot + 1 :]
 
     def owned_address(self, ip: IPAddress) -> bool:
         """An address the emulator itself serves on (port offset applies when dialling it)."""
         net = self.config.network
         o = self.config.origins
         return (
-            ip in net.cdn_ips or ip in self.spectrum_ip_set or ip == net.resolver
+            ip in net.cdn_ips
+            or ip in self.spectrum_ip_set
+            or ip == net.resolver
             or (ip.version == net.spectrum_ips.version and ip in net.spectrum_ips)
             or ip in (o.http_echo.address, o.https_echo.address, o.tcp_echo.address, o.udp_echo.address)
             or ip == self.config.api.address
@@ -274,8 +276,9 @@ class Store:
         """Make a validated config live: persist, swap, notify. Raises ConfigError, changing nothing."""
         snapshot = self._prepare(config, generation=0)
         data = json.dumps(config_to_data(config), separators=(",", ":"))
-        cur = self._db.execute("INSERT INTO snapshots (config, source, created) VALUES (?, ?, ?)",
-                               (data, source, time.time()))
+        cur = self._db.execute(
+            "INSERT INTO snapshots (config, source, created) VALUES (?, ?, ?)", (data, source, time.time())
+        )
         generation = int(cur.lastrowid or 0)
         self._prune(generation)
         return self._swap(_with_generation(snapshot, generation))
@@ -293,8 +296,9 @@ class Store:
             new = build_config(config_to_data(new))
             snapshot = self._prepare(new, generation=0)
             data = json.dumps(config_to_data(new), separators=(",", ":"))
-            cur = self._db.execute("INSERT INTO snapshots (config, source, created) VALUES (?, ?, ?)",
-                                   (data, source, time.time()))
+            cur = self._db.execute(
+                "INSERT INTO snapshots (config, source, created) VALUES (?, ?, ?)", (data, source, time.time())
+            )
             generation = int(cur.lastrowid or 0)
             self._db.execute("COMMIT")
         except BaseException:

@@ -119,7 +119,7 @@ class _Compiler:
             raise RulesError("[*] can only be used in a function's first argument", _unpack_pos(node))
         if typed.type != BOOL:
             hint = ": wrap the comparison in any() or all()" if typed.type == array_of(BOOL) else ""
-            raise RulesError(f"expected a Bool expression, found {typed.type}{hint}", node.pos)
+            raise RulesError(f"expected a Bool expression, found {typed.type}{hint}", start_of(node))
         if isinstance(node, Index):
             run = typed.run
             return lambda c: run(c) is True
@@ -200,7 +200,7 @@ class _Compiler:
         for arg, t in zip(node.args[1:], typed[1:], strict=True):
             if t.each:
                 raise RulesError("[*] can only be used in a function's first argument", _unpack_pos(arg))
-        args = tuple(Arg(t.type, a.pos, t.literal) for a, t in zip(node.args, typed, strict=True))
+        args = tuple(Arg(t.type, start_of(a), t.literal) for a, t in zip(node.args, typed, strict=True))
         result, impl = fn.check(args, node.pos)
         missing = fn.missing
         runs = [t.run for t in typed]
@@ -236,8 +236,16 @@ class _Compiler:
             raise RulesError(f"{lhs.type} can't be compared: index it with [...] or [*]", node.pos)
         if node.op not in ops:
             raise RulesError(f"operator '{node.op}' is not defined for {lhs.type}", node.pos)
-        pred = self.predicate(node, lhs.type)
         get = lhs.run
+        if not lhs.each and node.op in ("eq", "in"):
+            # Hot path without the extra predicate call: None (missing) never equals a literal and is
+            # never a member of a set.
+            if node.op == "in":
+                members = self.members(node.rhs, lhs.type)
+                return _Typed(BOOL, lambda c: get(c) in members)
+            lit = self.scalar(node.rhs, lhs.type)
+            return _Typed(BOOL, lambda c: get(c) == lit)
+        pred = self.predicate(node, lhs.type)
         if lhs.each:
             return _Typed(
                 array_of(BOOL), lambda c: None if (xs := get(c)) is None else tuple(pred(x) for x in xs)
@@ -387,6 +395,19 @@ def _describe_literal(node: Node) -> str:
             else "an IP address"
         )
     return names.get(type(node), "an expression")
+
+
+def start_of(node: Node) -> int:
+    """Offset of the first character of ``node``'s text."""
+    while True:
+        if isinstance(node, Index | Unpack):
+            node = node.target
+        elif isinstance(node, Compare):
+            node = node.lhs
+        elif isinstance(node, Logical):
+            node = node.items[0]
+        else:
+            return node.pos
 
 
 def _unpack_pos(node: Node) -> int:

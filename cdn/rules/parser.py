@@ -180,9 +180,10 @@ class _Parser:
                     raise RulesError("set items must be separated by whitespace", scanner.pos)
             if not items:
                 raise RulesError("empty set", start)
-            kinds = {_set_kind(item) for item in items}
-            if len(kinds) > 1:
-                raise RulesError("all items of a set must have the same type", start)
+            first_kind = _set_kind(items[0])
+            for item in items[1:]:
+                if _set_kind(item) != first_kind:
+                    raise RulesError("all items of a set must have the same type", item.pos)
             return SetLit(tuple(items), start)
         if text.startswith(("{", "$"), start):
             raise RulesError(f"sets and lists are only allowed after 'in', not after '{op}'", start)

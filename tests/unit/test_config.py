@@ -16,57 +16,133 @@ def zone(**parts: object) -> dict[str, object]:
 
 
 def app(**fields: object) -> dict[str, object]:
-    base: dict[str, object] = {"protocol": "tcp/22", "dns": {"type": "CNAME", "name": "ssh.example.com"},
-                               "origin_direct": ["tcp://192.0.2.1:22"]}
+    base: dict[str, object] = {
+        "protocol": "tcp/22",
+        "dns": {"type": "CNAME", "name": "ssh.example.com"},
+        "origin_direct": ["tcp://192.0.2.1:22"],
+    }
     base.update(fields)
     return base
 
 
 INVALID: list[tuple[str, dict[str, object], list[str]]] = [
     ("unknown top-level field", {"bogus": 1}, ["bogus: unknown field"]),
-    ("bad cdn ip", {"network": {"cdn_ips": ["127.0.10.1", "nope"]}},
-     ["network.cdn_ips[1]: 'nope' is not an IPv4 or IPv6 address"]),
-    ("pool not a cidr", {"network": {"spectrum_ips": "127.0.20.1/24"}},
-     ["network.spectrum_ips: '127.0.20.1/24' is not a CIDR: 127.0.20.1/24 has host bits set"]),
-    ("bad ssl mode", zone(settings={"ssl": "medium"}),
-     ["zones[0].settings.ssl: Input should be 'off', 'flexible', 'full' or 'strict'"]),
-    ("zone name", {"zones": [{"name": "localhost"}]},
-     ["zones[0].name: zone name 'localhost' is not a domain like example.com"]),
-    ("A record content", zone(dns_records=[{"name": "www", "type": "A", "content": "1.2.3"}]),
-     ["zones[0].dns_records[0]: content for A record must be an IPv4 address, got '1.2.3' (9005)"]),
-    ("proxied TXT", zone(dns_records=[{"name": "t", "type": "TXT", "content": "x", "proxied": True}]),
-     ["zones[0].dns_records[0]: TXT records cannot be proxied (9004)"]),
-    ("ttl", zone(dns_records=[{"name": "www", "type": "A", "content": "192.0.2.1", "ttl": 5}]),
-     ["zones[0].dns_records[0].ttl: ttl must be 1 (automatic) or between 30 and 86400"]),
-    ("duplicate record", zone(dns_records=[{"name": "www", "type": "A", "content": "192.0.2.1"},
-                                           {"name": "www.example.com", "type": "A", "content": "192.0.2.1"}]),
-     ["zones[0].dns_records[1]: record already exists (same as dns_records[0]) (81057)"]),
-    ("cname clash", zone(dns_records=[{"name": "www", "type": "A", "content": "192.0.2.1"},
-                                      {"name": "www", "type": "CNAME", "content": "x.example.net"}]),
-     ["zones[0].dns_records[1]: an A, AAAA, or CNAME record with that host already exists (81053)"]),
-    ("origins exclusive", zone(spectrum_apps=[app(origin_dns={"name": "o.example.com"})]),
-     ["zones[0].spectrum_apps[0]: exactly one of origin_direct and origin_dns is required; they are exclusive (11000)"]),
-    ("edge_ips vs dns type", zone(spectrum_apps=[app(dns={"type": "ADDRESS", "name": "ssh.example.com"})]),
-     ["zones[0].spectrum_apps[0]: edge_ips type dynamic requires dns type CNAME (11004)"]),
-    ("reversed range", zone(spectrum_apps=[app(protocol="tcp/2000-1000")]),
-     ["zones[0].spectrum_apps[0].protocol: port range 2000-1000 is reversed"]),
-    ("range lengths", zone(spectrum_apps=[app(protocol="tcp/1000-1010", origin_direct=["tcp://192.0.2.1:3000-3005"])]),
-     ["zones[0].spectrum_apps[0]: origin port range 3000-3005 has 6 ports but protocol range 1000-1010 has 11"]),
-    ("origin_port without origin_dns", zone(spectrum_apps=[app(origin_port=22)]),
-     ["zones[0].spectrum_apps[0]: origin_port is only allowed with origin_dns"]),
-    ("origin_dns needs port", zone(spectrum_apps=[app(origin_direct=None, origin_dns={"name": "o.example.com"})]),
-     ["zones[0].spectrum_apps[0]: origin_dns of a non-SRV type needs origin_port (11001)"]),
-    ("bad origin", zone(spectrum_apps=[app(origin_direct=["tcp://192.0.2.1"])]),
-     ["zones[0].spectrum_apps[0].origin_direct: 'tcp://192.0.2.1' is not an origin address like tcp://192.0.2.1:22 (11002)"]),
-    ("spp on tcp", zone(spectrum_apps=[app(proxy_protocol="simple")]),
-     ["zones[0].spectrum_apps[0]: proxy_protocol simple (SPP) is only for UDP apps"]),
-    ("cross-zone origin_dns", zone(spectrum_apps=[app(origin_direct=None, origin_dns={"name": "o.example.net"},
-                                                      origin_port=22)]),
-     ["zones[0].spectrum_apps[0].origin_dns.name: o.example.net is not in the zone example.com;"
-      " origin_dns must be a record of the same zone (11050)"]),
-    ("spectrum name owned by a record", zone(
-        dns_records=[{"name": "ssh", "type": "A", "content": "192.0.2.1", "proxied": True}], spectrum_apps=[app()]),
-     ["zones[0].spectrum_apps[0].dns.name: ssh.example.com already has a A record; Spectrum owns its hostname (81053)"]),
+    (
+        "bad cdn ip",
+        {"network": {"cdn_ips": ["127.0.10.1", "nope"]}},
+        ["network.cdn_ips[1]: 'nope' is not an IPv4 or IPv6 address"],
+    ),
+    (
+        "pool not a cidr",
+        {"network": {"spectrum_ips": "127.0.20.1/24"}},
+        ["network.spectrum_ips: '127.0.20.1/24' is not a CIDR: 127.0.20.1/24 has host bits set"],
+    ),
+    (
+        "bad ssl mode",
+        zone(settings={"ssl": "medium"}),
+        ["zones[0].settings.ssl: Input should be 'off', 'flexible', 'full' or 'strict'"],
+    ),
+    (
+        "zone name",
+        {"zones": [{"name": "localhost"}]},
+        ["zones[0].name: zone name 'localhost' is not a domain like example.com"],
+    ),
+    (
+        "A record content",
+        zone(dns_records=[{"name": "www", "type": "A", "content": "1.2.3"}]),
+        ["zones[0].dns_records[0]: content for A record must be an IPv4 address, got '1.2.3' (9005)"],
+    ),
+    (
+        "proxied TXT",
+        zone(dns_records=[{"name": "t", "type": "TXT", "content": "x", "proxied": True}]),
+        ["zones[0].dns_records[0]: TXT records cannot be proxied (9004)"],
+    ),
+    (
+        "ttl",
+        zone(dns_records=[{"name": "www", "type": "A", "content": "192.0.2.1", "ttl": 5}]),
+        ["zones[0].dns_records[0].ttl: ttl must be 1 (automatic) or between 30 and 86400"],
+    ),
+    (
+        "duplicate record",
+        zone(
+            dns_records=[
+                {"name": "www", "type": "A", "content": "192.0.2.1"},
+                {"name": "www.example.com", "type": "A", "content": "192.0.2.1"},
+            ]
+        ),
+        ["zones[0].dns_records[1]: record already exists (same as dns_records[0]) (81057)"],
+    ),
+    (
+        "cname clash",
+        zone(
+            dns_records=[
+                {"name": "www", "type": "A", "content": "192.0.2.1"},
+                {"name": "www", "type": "CNAME", "content": "x.example.net"},
+            ]
+        ),
+        ["zones[0].dns_records[1]: an A, AAAA, or CNAME record with that host already exists (81053)"],
+    ),
+    (
+        "origins exclusive",
+        zone(spectrum_apps=[app(origin_dns={"name": "o.example.com"})]),
+        [
+            "zones[0].spectrum_apps[0]: exactly one of origin_direct and origin_dns is required; they are exclusive (11000)"
+        ],
+    ),
+    (
+        "edge_ips vs dns type",
+        zone(spectrum_apps=[app(dns={"type": "ADDRESS", "name": "ssh.example.com"})]),
+        ["zones[0].spectrum_apps[0]: edge_ips type dynamic requires dns type CNAME (11004)"],
+    ),
+    (
+        "reversed range",
+        zone(spectrum_apps=[app(protocol="tcp/2000-1000")]),
+        ["zones[0].spectrum_apps[0].protocol: port range 2000-1000 is reversed"],
+    ),
+    (
+        "range lengths",
+        zone(spectrum_apps=[app(protocol="tcp/1000-1010", origin_direct=["tcp://192.0.2.1:3000-3005"])]),
+        ["zones[0].spectrum_apps[0]: origin port range 3000-3005 has 6 ports but protocol range 1000-1010 has 11"],
+    ),
+    (
+        "origin_port without origin_dns",
+        zone(spectrum_apps=[app(origin_port=22)]),
+        ["zones[0].spectrum_apps[0]: origin_port is only allowed with origin_dns"],
+    ),
+    (
+        "origin_dns needs port",
+        zone(spectrum_apps=[app(origin_direct=None, origin_dns={"name": "o.example.com"})]),
+        ["zones[0].spectrum_apps[0]: origin_dns of a non-SRV type needs origin_port (11001)"],
+    ),
+    (
+        "bad origin",
+        zone(spectrum_apps=[app(origin_direct=["tcp://192.0.2.1"])]),
+        [
+            "zones[0].spectrum_apps[0].origin_direct: 'tcp://192.0.2.1' is not an origin address like tcp://192.0.2.1:22 (11002)"
+        ],
+    ),
+    (
+        "spp on tcp",
+        zone(spectrum_apps=[app(proxy_protocol="simple")]),
+        ["zones[0].spectrum_apps[0]: proxy_protocol simple (SPP) is only for UDP apps"],
+    ),
+    (
+        "cross-zone origin_dns",
+        zone(spectrum_apps=[app(origin_direct=None, origin_dns={"name": "o.example.net"}, origin_port=22)]),
+        [
+            "zones[0].spectrum_apps[0].origin_dns.name: o.example.net is not in the zone example.com;"
+            " origin_dns must be a record of the same zone (11050)"
+        ],
+    ),
+    (
+        "spectrum name owned by a record",
+        zone(
+            dns_records=[{"name": "ssh", "type": "A", "content": "192.0.2.1", "proxied": True}], spectrum_apps=[app()]
+        ),
+        [
+            "zones[0].spectrum_apps[0].dns.name: ssh.example.com already has a A record; Spectrum owns its hostname (81053)"
+        ],
+    ),
 ]
 
 
@@ -78,14 +154,27 @@ def test_invalid_configs_name_path_and_problem(data: dict[str, object], expected
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    data = {"bogus": 1, "network": {"colo": "lhr"},
-            "zones": [{"name": "example.com", "settings": {"ssl": "x"},
-                       "spectrum_apps": [app(origin_dns={"name": "o.example.com"}), app(protocol="tcp/9-1")]}]}
+    data = {
+        "bogus": 1,
+        "network": {"colo": "lhr"},
+        "zones": [
+            {
+                "name": "example.com",
+                "settings": {"ssl": "x"},
+                "spectrum_apps": [app(origin_dns={"name": "o.example.com"}), app(protocol="tcp/9-1")],
+            }
+        ],
+    }
     with pytest.raises(ConfigError) as info:
         build_config(data)
     paths = [p.path for p in info.value.problems]
-    assert paths == ["network.colo", "zones[0].settings.ssl", "zones[0].spectrum_apps[0]",
-                     "zones[0].spectrum_apps[1].protocol", "bogus"]
+    assert paths == [
+        "network.colo",
+        "zones[0].settings.ssl",
+        "zones[0].spectrum_apps[0]",
+        "zones[0].spectrum_apps[1].protocol",
+        "bogus",
+    ]
 
 
 def test_yaml_syntax_error_names_line_and_column() -> None:
@@ -121,14 +210,23 @@ def test_defaults_follow_cloudflare() -> None:
     config = build_config(zone(spectrum_apps=[app()]))
     a = config.zones[0].spectrum_apps[0]
     assert (a.proxy_protocol, a.tls, a.traffic_type, a.argo_smart_routing, a.ip_firewall) == (
-        "off", "off", "direct", False, False)
+        "off",
+        "off",
+        "direct",
+        False,
+        False,
+    )
     assert a.edge_ips.type == "dynamic" and a.edge_ips.connectivity == "all"
     assert a.id is not None and len(a.id) == 32
 
 
 def test_ids_are_stable_and_names_expanded() -> None:
-    data = zone(dns_records=[{"name": "@", "type": "A", "content": "192.0.2.1"},
-                             {"name": "www", "type": "CNAME", "content": "Example.COM."}])
+    data = zone(
+        dns_records=[
+            {"name": "@", "type": "A", "content": "192.0.2.1"},
+            {"name": "www", "type": "CNAME", "content": "Example.COM."},
+        ]
+    )
     a, b = build_config(data), build_config(data)
     assert [r.id for r in a.zones[0].dns_records] == [r.id for r in b.zones[0].dns_records]
     assert [r.name for r in a.zones[0].dns_records] == ["example.com", "www.example.com"]
@@ -136,11 +234,24 @@ def test_ids_are_stable_and_names_expanded() -> None:
 
 
 def test_api_export_fields_paste_in() -> None:
-    exported = {"id": "023e105f4ecef8ad9ca31a8372d0c353", "name": "www.example.com", "type": "A",
-                "content": "192.0.2.1", "proxiable": True, "proxied": True, "ttl": 1, "locked": False,
-                "zone_id": "023e105f4ecef8ad9ca31a8372d0c353", "zone_name": "example.com",
-                "created_on": "2014-01-01T05:20:00.12345Z", "modified_on": "2014-01-01T05:20:00.12345Z",
-                "meta": {"auto_added": False}, "comment": None, "tags": [], "settings": {}}
+    exported = {
+        "id": "023e105f4ecef8ad9ca31a8372d0c353",
+        "name": "www.example.com",
+        "type": "A",
+        "content": "192.0.2.1",
+        "proxiable": True,
+        "proxied": True,
+        "ttl": 1,
+        "locked": False,
+        "zone_id": "023e105f4ecef8ad9ca31a8372d0c353",
+        "zone_name": "example.com",
+        "created_on": "2014-01-01T05:20:00.12345Z",
+        "modified_on": "2014-01-01T05:20:00.12345Z",
+        "meta": {"auto_added": False},
+        "comment": None,
+        "tags": [],
+        "settings": {},
+    }
     config = build_config(zone(dns_records=[exported]))
     assert config.zones[0].dns_records[0].id == exported["id"]
 

@@ -1,0 +1,184 @@
+"""Observability on the admin listener: analytics, Prometheus metrics, traces, records, dashboard.
+
+`register(app, ctx)` (called by `edge.admin.build_app`) creates one `Aggregator`, subscribes it
+to `ctx.events` (O(1) per record; unsubscribed when the app is cleaned up) and adds:
+
+| route | what |
+|---|---|
+| `GET /client/v4/zones/{zone_id}/spectrum/analytics/aggregate/current` | Cloudflare's shape: last minute per app; goes through the API's auth middleware like any `/client/v4` route |
+| `GET /analytics` | the whole aggregate as JSON (our shape) |
+| `GET /metrics` | Prometheus text exposition |
+| `GET /trace/{ray}` | the request's trace (`ray` with or without `-COLO`), plus its records; 404 JSON if unknown |
+| `GET /traces?limit=N` | the most recent traces, newest first (ray id and step count) |
+| `GET /records/{dataset}?limit=N&Field=value` | the newest N records of a dataset, oldest first, optionally filtered by exact field values |
+| `GET /` and `/static/*` | the live dashboard |
+
+Everything but the `/client/v4` route is open: the admin listener is loopback-only.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from edge.events import DATASETS, RING_SIZE
+from edge.observe_aggregate import Aggregator, short_ray
+from edge.observe_metrics import CONTENT_TYPE, render_metrics
+from edge.runtime import RoleContext
+
+STATIC_DIR = Path(__file__).with_name("static")
+AGGREGATOR_KEY = web.AppKey("observe_aggregator", Aggregator)
+CONTEXT_KEY = web.AppKey("observe_ctx", RoleContext)
+
+RAY_RE = re.compile(r"^[0-9a-fA-F]{16}(?:-[A-Za-z]{3})?$")
+DEFAULT_RECORDS_LIMIT = 100
+NO_STORE = {"Cache-Control": "no-store"}
+# The dashboard shows client-controlled strings (Host headers): no inline script, no remote code.
+DASHBOARD_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                 "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
+
+_dumps = functools.partial(json.dumps, default=str, separators=(",", ":"))
+
+
+def json_response(data: Any, *, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=_dumps, headers=NO_STORE)
+
+
+def cf_envelope(result: Any, *, status: int = 200, errors: list[dict[str, Any]] | None = None) -> web.Response:
+    """Cloudflare API v4 envelope (reference 1.1)."""
+    ok = not errors
+    body = {"success": ok, "errors": errors or [], "messages": [], "result": result if ok else None}
+    return json_response(body, status=status)
+
+
+def register(app: web.Application, ctx: RoleContext) -> None:
+    """Create the aggregator on `ctx.events` and add the observability routes to the admin app."""
+    agg = Aggregator(lambda: ctx.store.current)
+    unsubscribe = ctx.events.subscribe(agg.ingest)
+    ctx.extras["observe"] = agg
+    app[AGGREGATOR_KEY] = agg
+    app[CONTEXT_KEY] = ctx
+
+    async def on_cleanup(_: web.Application) -> None:
+        unsubscribe()
+        if ctx.extras.get("observe") is agg:
+            del ctx.extras["observe"]
+
+    app.on_cleanup.append(on_cleanup)
+    r = app.router
+    r.add_get("/client/v4/zones/{zone_id}/spectrum/analytics/aggregate/current", spectrum_current)
+    r.add_get("/analytics", analytics)
+    r.add_get("/metrics", metrics)
+    r.add_get("/trace/{ray}", trace)
+    r.add_get("/traces", traces)
+    r.add_get("/records/{dataset}", records)
+    r.add_get("/", dashboard)
+    if STATIC_DIR.is_dir():
+        r.add_static("/static/", STATIC_DIR, append_version=False)
+
+
+# --------------------------------------------------------------------------- handlers
+
+
+async def spectrum_current(request: web.Request) -> web.Response:
+    ctx, agg = request.app[CONTEXT_KEY], request.app[AGGREGATOR_KEY]
+    snapshot = ctx.store.current
+    zone_id = request.match_info["zone_id"]
+    zone = snapshot.zones_by_id.get(zone_id)
+    if zone is None:
+        return cf_envelope(None, status=404, errors=[{
+            "code": 7003,
+            "message": f"Could not route to {request.path}, perhaps your object identifier is invalid?"}])
+    colo = request.query.get("colo_name") or request.query.get("coloName")
+    if colo and colo.upper() != snapshot.config.network.colo:
+        return cf_envelope([])
+    wanted = request.query.get("appID") or request.query.get("app_id_param") or request.query.get("app_id")
+    only = {a.strip() for a in wanted.split(",") if a.strip()} if wanted else None
+    app_ids = [a.id or "" for a in zone.spectrum_apps]
+    return cf_envelope(agg.spectrum_current(app_ids, only=only))
+
+
+async def analytics(request: web.Request) -> web.Response:
+    ctx, agg = request.app[CONTEXT_KEY], request.app[AGGREGATOR_KEY]
+    return json_response(agg.as_json(ctx.store.current, records=ctx.events.counts))
+
+
+async def metrics(request: web.Request) -> web.Response:
+    ctx, agg = request.app[CONTEXT_KEY], request.app[AGGREGATOR_KEY]
+    names = {a.id or "": a.dns.name for z in ctx.store.current.config.zones for a in z.spectrum_apps}
+    text = render_metrics(agg, ctx.events.counts, app_names=names)
+    return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE, **NO_STORE})
+
+
+async def trace(request: web.Request) -> web.Response:
+    ctx, agg = request.app[CONTEXT_KEY], request.app[AGGREGATOR_KEY]
+    ray = request.match_info["ray"].strip()
+    if not RAY_RE.match(ray):
+        return json_response({"error": "not a ray id: expected 16 hex digits, optionally with -COLO",
+                              "ray_id": ray}, status=400)
+    found = ctx.events.trace(ray.lower())
+    if found is None:
+        return json_response({"error": "unknown ray id (not seen by this process, or expired)",
+                              "ray_id": short_ray(ray)}, status=404)
+    body = found.as_json()
+    body["colo"] = ctx.store.current.config.network.colo
+    entry = agg.rays.get(short_ray(ray))
+    body["records"] = entry if entry is not None else {"request": None, "firewall_events": [],
+                                                       "spectrum_events": []}
+    return json_response(body)
+
+
+async def traces(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT_KEY]
+    limit = _limit(request, 50)
+    if isinstance(limit, web.Response):
+        return limit
+    items = [{"ray_id": t.ray_id, "steps": len(t.steps),
+              "stages": [s.stage for s in t.steps]} for t in reversed(ctx.events.recent_traces(limit))]
+    return json_response(items)
+
+
+async def records(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT_KEY]
+    dataset = request.match_info["dataset"]
+    if dataset not in DATASETS:
+        return json_response({"error": f"unknown dataset {dataset!r}", "datasets": list(DATASETS)}, status=404)
+    limit = _limit(request, DEFAULT_RECORDS_LIMIT)
+    if isinstance(limit, web.Response):
+        return limit
+    filters = {k: v for k, v in request.query.items() if k != "limit"}
+    rows = ctx.events.records(dataset)
+    if filters:
+        rows = [r for r in rows if all(_field_text(r.get(k)) == v for k, v in filters.items())]
+    return json_response(rows[-limit:])
+
+
+async def dashboard(request: web.Request) -> web.StreamResponse:
+    index = STATIC_DIR / "index.html"
+    if not index.is_file():
+        return web.Response(status=404, text="dashboard assets are not installed\n")
+    return web.FileResponse(index, headers={"Content-Security-Policy": DASHBOARD_CSP, **NO_STORE})
+
+
+def _limit(request: web.Request, default: int) -> int | web.Response:
+    text = request.query.get("limit")
+    if text is None:
+        return default
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        return json_response({"error": f"limit must be a positive integer, got {text!r}"}, status=400)
+    return min(n, RING_SIZE)
+
+
+def _field_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)

@@ -1,0 +1,173 @@
+"""`edge up` as users run it: readiness, bind failures with remedies, SIGTERM with connections open."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+EDGE = [sys.executable, "-m", "edge"]
+
+
+def get_json(url: str, timeout: float = 2.0) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def wait_ready(proc: subprocess.Popen[str], url: str, deadline: float = 30.0) -> dict[str, object]:
+    """Poll /ready until 200 (bounded); fail early if the process died."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"edge exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            status, body = get_json(url, timeout=1.0)
+        except OSError:
+            time.sleep(0.05)  # polling a readiness endpoint that is not listening yet
+            continue
+        if status == 200:
+            return body
+        time.sleep(0.05)
+    raise AssertionError("edge did not become ready")
+
+
+@pytest.fixture
+def edge_proc(tmp_path: Path) -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen(
+        [*EDGE, "up", "--state-dir", str(tmp_path / "state"), "--log-format", "json", "--port-offset", "0"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+def test_up_on_the_default_config_is_ready_and_truthful(edge_proc: subprocess.Popen[str]) -> None:
+    body = wait_ready(edge_proc, "http://127.0.0.1:8900/ready")
+    assert body["ready"] is True
+    binds = body["binds"]
+    assert isinstance(binds, list) and binds
+    assert all(b["status"] == "bound" for b in binds)
+    bound = {(b["transport"], b["address"], b["port"]) for b in binds}
+    assert ("tcp", "127.0.30.1", 80) in bound and ("udp", "127.0.30.3", 53) in bound
+    status, health = get_json("http://127.0.0.1:8900/health")
+    assert status == 200 and health["status"] == "ok"
+    with urllib.request.urlopen("http://127.0.0.1:8900/ca.pem") as resp:
+        assert resp.read().startswith(b"-----BEGIN CERTIFICATE-----")
+    # The demo HTTP echo answers with what it received.
+    with urllib.request.urlopen("http://127.0.30.1/hello?x=1") as resp:
+        echo = json.loads(resp.read())
+    assert echo["target"] == "/hello?x=1" and echo["origin"] == "http-echo"
+
+
+def test_sigterm_with_open_connections_exits_zero_within_the_deadline(edge_proc: subprocess.Popen[str]) -> None:
+    wait_ready(edge_proc, "http://127.0.0.1:8900/ready")
+    idle = socket.create_connection(("127.0.30.2", 22))
+    idle.recv(4096)
+    t0 = time.monotonic()
+    edge_proc.send_signal(signal.SIGTERM)
+    assert edge_proc.wait(timeout=20) == 0
+    assert time.monotonic() - t0 < 12  # the default shutdown deadline is 10 s
+    idle.close()
+
+
+def test_bind_failure_names_the_address_and_the_remedy(tmp_path: Path) -> None:
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blocker.bind(("127.0.30.2", 22))
+    blocker.listen()
+    try:
+        proc = subprocess.run(
+            [
+                *EDGE,
+                "up",
+                "--state-dir",
+                str(tmp_path),
+                "--port-offset",
+                "0",
+                "--roles",
+                "origins",
+                "--log-format",
+                "json",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        blocker.close()
+    assert proc.returncode == 1
+    assert "127.0.30.2:22 is already in use" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_check_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("network: {colo: lhr}\nzones:\n  - name: example.com\n    settings: {ssl: medium}\n")
+    proc = subprocess.run([*EDGE, "check", str(bad)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "network.colo" in proc.stderr and "zones[0].settings.ssl" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_check_summarises_a_good_file(tmp_path: Path) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text((Path(__file__).resolve().parents[2] / "edge" / "default.yaml").read_text())
+    proc = subprocess.run([*EDGE, "check", str(good)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "spectrum.example.com tcp/443" in proc.stdout
+    assert len(proc.stdout.splitlines()) < 40
+
+
+def test_unprivileged_user_gets_the_port_offset(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to drop to an unprivileged user")
+    import pwd
+
+    start = int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    if start <= 22:
+        pytest.skip("this machine lets every user bind low ports; no offset is needed")
+    nobody = pwd.getpwnam("nobody")
+    state = tmp_path / "state"
+    state.mkdir()
+    os.chown(state, nobody.pw_uid, nobody.pw_gid)
+    os.chmod(tmp_path, 0o755)
+    proc = subprocess.Popen(
+        [*EDGE, "up", "--state-dir", str(state), "--roles", "origins,api", "--log-format", "json"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        user=nobody.pw_uid,
+        group=nobody.pw_gid,
+        env={**os.environ, "HOME": str(state)},
+    )
+    try:
+        body = wait_ready(proc, "http://127.0.0.1:18900/ready")
+        assert body["port_offset"] == 10000
+        ports = {(b["address"], b["port"]) for b in body["binds"]}  # type: ignore[union-attr]
+        assert ("127.0.30.1", 10080) in ports and ("127.0.30.2", 10022) in ports
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        if proc.stderr:
+            proc.stderr.close()

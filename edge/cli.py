@@ -142,7 +142,7 @@ def experiment_lines(snapshot: object) -> list[str]:
     return lines
 
 
-async def _up(args: argparse.Namespace, config: EdgeConfig | None) -> int:
+async def _up(args: argparse.Namespace, config: EdgeConfig | None, initial: EdgeConfig | None) -> int:
     from certs.files import open_ca
 
     from edge.events import EventSink
@@ -154,7 +154,11 @@ async def _up(args: argparse.Namespace, config: EdgeConfig | None) -> int:
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     open_ca(state_dir)
     store = open_store(
-        state_dir, config, port_offset=args.port_offset, source="file" if config is not None else "default"
+        state_dir,
+        config,
+        port_offset=args.port_offset,
+        source="file" if config is not None else "default",
+        initial=initial,
     )
     snapshot = store.current
     if snapshot.port_offset:
@@ -236,21 +240,25 @@ def cmd_up(args: argparse.Namespace) -> int:
     from edge.logs import configure_logging
 
     configure_logging(args.log_format)
-    config = None
-    if args.config:
+    configs: list[EdgeConfig | None] = []
+    for path in (args.config, args.init_config):
+        if not path:
+            configs.append(None)
+            continue
         try:
-            config = _read_config(Path(args.config))
+            configs.append(_read_config(Path(path)))
         except ConfigError as e:
             if e.__cause__ is not None:
-                print(f"{args.config}: cannot read: {e.__cause__}", file=sys.stderr)
+                print(f"{path}: cannot read: {e.__cause__}", file=sys.stderr)
                 return 2
-            _print_problems(args.config, e)
+            _print_problems(path, e)
             return 1
+    config, initial = configs
     import uvloop
 
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(_up(args, config))
+            return runner.run(_up(args, config, initial))
     except ConfigError as e:
         _print_problems("store", e)
         return 1
@@ -271,6 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = sub.add_parser("up", help="run the emulator")
     up.add_argument("--config", help="YAML config file (default: the store's last config, or the built-in one)")
+    up.add_argument(
+        "--init-config", help="YAML config used only when the state directory holds none yet (containers)"
+    )
     up.add_argument("--state-dir", default=str(DEFAULT_STATE_DIR), help="state directory (default ./.edge)")
     up.add_argument("--roles", default="", help=f"comma-separated subset of {','.join(ALL_ROLES)}")
     up.add_argument("--log-format", choices=["json", "console", "auto"], default="auto")

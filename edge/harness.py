@@ -102,10 +102,19 @@ async def wait_ready(ctx: RoleContext, task: asyncio.Task[None] | None, timeout:
 
 
 def open_store(
-    state_dir: Path, config: EdgeConfig | None, *, port_offset: int | None = None, source: str = "file"
+    state_dir: Path,
+    config: EdgeConfig | None,
+    *,
+    port_offset: int | None = None,
+    source: str = "file",
+    initial: EdgeConfig | None = None,
 ) -> Store:
+    """The store of `state_dir`, live on `config` if given; otherwise on what the state directory
+    holds, or `initial` (then the built-in default) when it holds nothing yet."""
     store = Store(state_dir, port_offset=port_offset)
     try:
+        if config is None and initial is not None and store.latest_generation() == 0:
+            config, source = initial, "init"
         store.open_config(config, source=source)
     except BaseException:
         store.close()

@@ -3,15 +3,16 @@
 `register(app, ctx)` (called by `edge.admin.build_app`) creates one `Aggregator`, subscribes it
 to `ctx.events` (O(1) per record; unsubscribed when the app is cleaned up) and adds:
 
-| route | what |
-|---|---|
-| `GET /client/v4/zones/{zone_id}/spectrum/analytics/aggregate/current` | Cloudflare's shape: last minute per app; goes through the API's auth middleware like any `/client/v4` route |
-| `GET /analytics` | the whole aggregate as JSON (our shape) |
-| `GET /metrics` | Prometheus text exposition |
-| `GET /trace/{ray}` | the request's trace (`ray` with or without `-COLO`), plus its records; 404 JSON if unknown |
-| `GET /traces?limit=N` | the most recent traces, newest first (ray id and step count) |
-| `GET /records/{dataset}?limit=N&Field=value` | the newest N records of a dataset, oldest first, optionally filtered by exact field values |
-| `GET /` and `/static/*` | the live dashboard |
+- `GET /client/v4/zones/{zone_id}/spectrum/analytics/aggregate/current`: Cloudflare's shape, the
+  last minute per app. It passes through the API's auth middleware like any `/client/v4` route.
+- `GET /analytics`: the whole aggregate as JSON (our own shape).
+- `GET /metrics`: Prometheus text exposition.
+- `GET /trace/{ray}`: the request's trace (`ray` with or without `-COLO`) and the records logged
+  for it; 404 JSON if unknown.
+- `GET /traces?limit=N`: the newest traces, newest first (ray id and stages).
+- `GET /records/{dataset}?limit=N&Field=value`: the newest N records of a dataset, oldest first,
+  optionally only those whose fields equal the given values.
+- `GET /` and `/static/*`: the live dashboard.
 
 Everything but the `/client/v4` route is open: the admin listener is loopback-only.
 """

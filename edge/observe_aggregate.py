@@ -557,8 +557,8 @@ class Aggregator:
                     "zone": st.zone, "zone_id": None, "hostname": st.name, "protocol": "",
                     "traffic_type": "", "configured": False, "edge_ips": []}))
 
-        edge_ips = [{"ip": ip, "kind": s.kind, "requests": s.requests} for ip, s in self.edge_ips.items()]
-        edge_ips.sort(key=lambda e: (-e["requests"], e["ip"]))
+        ordered = sorted(self.edge_ips.items(), key=lambda kv: (-kv[1].requests, kv[0]))
+        edge_ips = [{"ip": ip, "kind": s.kind, "requests": s.requests} for ip, s in ordered]
         dns = self.dns
         net = config.network
         return {
@@ -614,7 +614,7 @@ class Aggregator:
             })
         rules = [{"rule_id": r.rule_id, "description": r.description, "source": r.source, "events": r.count,
                   "by_action": dict(r.by_action.most_common()), "hosts": dict(r.hosts.most_common(10))}
-                 for r in sorted(z.rules.values(), key=lambda r: -r.count)]
+                 for r in sorted(z.rules.values(), key=lambda rule: rule.count, reverse=True)]
         return {
             "zone": name,
             "zone_id": zone_id,

@@ -393,7 +393,8 @@ def put_entrypoint(config: EdgeConfig, zone_id: str, phase: str, body: Any, now:
     raw_rules = data.get("rules", [])
     if not isinstance(raw_rules, list):
         raise bad_request("rules: expected a list", FILTER_PARSE_ERROR_CODE)
-    rules, problems = [], []
+    rules: list[Rule] = []
+    problems: list[tuple[int, str]] = []
     for i, raw in enumerate(raw_rules):
         try:
             rules.append(_parse_rule(raw, f"rules[{i}]"))
@@ -536,7 +537,8 @@ def _parse_items(lst: RulesList, body: Any, now: str) -> list[ListItem]:
         body = body["items"]  # the older `{items: [...]}` form
     if not isinstance(body, list):
         raise bad_request(f"body: expected a JSON array of items, got {type(body).__name__}")
-    items, problems = [], []
+    items: list[ListItem] = []
+    problems: list[tuple[int, str]] = []
     for i, raw in enumerate(body):
         try:
             item = validate(ListItem, {k: v for k, v in raw.items() if k not in ("id", "created_on", "modified_on")}

@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from cdn.rules import FILTER_PARSE_ERROR_CODE
 from edge.api import changes
 from edge.api.errors import (
     AUTH_ERROR,
@@ -54,7 +55,6 @@ from edge.api.render import (
 from edge.config import ConfigError, EdgeConfig, SpectrumApp, Zone
 from edge.runtime import RoleContext
 from edge.store import Snapshot
-from cdn.rules import FILTER_PARSE_ERROR_CODE
 
 log = structlog.get_logger("edge.api")
 
@@ -64,6 +64,7 @@ _HEX32 = frozenset("0123456789abcdef")
 _MAX_OPERATIONS = 1000
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ChangeFn = Callable[[EdgeConfig], EdgeConfig]
 
 
 @dataclass
@@ -75,7 +76,7 @@ class ApiState:
     def snapshot(self) -> Snapshot:
         return self.ctx.store.current
 
-    def commit(self, change: changes_fn, *, default_code: int) -> Snapshot:
+    def commit(self, change: ChangeFn, *, default_code: int) -> Snapshot:
         """Apply `change` through the store; a rejected config becomes a 400 listing every problem."""
         try:
             snapshot = self.ctx.store.update(change, source="api")
@@ -92,7 +93,6 @@ class ApiState:
         return op_id
 
 
-changes_fn = Callable[[EdgeConfig], EdgeConfig]
 STATE_KEY = web.AppKey("api_state", ApiState)
 
 
@@ -170,10 +170,9 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
     except web.HTTPNotFound:
         return web.json_response(failure([{"code": NO_ROUTE, "message": "No route for that URI"}]), status=404)
     except web.HTTPMethodNotAllowed as e:
-        return web.json_response(
-            failure([{"code": METHOD_NOT_ALLOWED,
-                      "message": f"Method {request.method} not allowed; allowed: {', '.join(sorted(e.allowed_methods))}"}]),
-            status=405)
+        allowed = ", ".join(sorted(e.allowed_methods))
+        message = f"Method {request.method} not allowed; allowed: {allowed}"
+        return web.json_response(failure([{"code": METHOD_NOT_ALLOWED, "message": message}]), status=405)
     except web.HTTPRequestEntityTooLarge:
         return web.json_response(failure([{"code": INVALID_REQUEST, "message": "request body too large"}]),
                                  status=413)

@@ -36,6 +36,8 @@ STATIC_DIR = Path(__file__).with_name("static")
 AGGREGATOR_KEY = web.AppKey("observe_aggregator", Aggregator)
 CONTEXT_KEY = web.AppKey("observe_ctx", RoleContext)
 
+API_PREFIX = "/client/v4"
+SPECTRUM_CURRENT = "/zones/{zone_id}/spectrum/analytics/aggregate/current"
 RAY_RE = re.compile(r"^[0-9a-fA-F]{16}(?:-[A-Za-z]{3})?$")
 DEFAULT_RECORDS_LIMIT = 100
 NO_STORE = {"Cache-Control": "no-store"}
@@ -71,8 +73,8 @@ def register(app: web.Application, ctx: RoleContext) -> None:
             del ctx.extras["observe"]
 
     app.on_cleanup.append(on_cleanup)
+    mount_cloudflare_routes(app)
     r = app.router
-    r.add_get("/client/v4/zones/{zone_id}/spectrum/analytics/aggregate/current", spectrum_current)
     r.add_get("/analytics", analytics)
     r.add_get("/metrics", metrics)
     r.add_get("/trace/{ray}", trace)
@@ -83,11 +85,27 @@ def register(app: web.Application, ctx: RoleContext) -> None:
         r.add_static("/static/", STATIC_DIR, append_version=False)
 
 
+def mount_cloudflare_routes(app: web.Application) -> None:
+    """Add the `/client/v4` route where the API's auth middleware covers it.
+
+    `edge.api` mounts its own sub-application at `/client/v4`; aiohttp resolves a path under a
+    sub-application's prefix only inside it (a route on the parent would be shadowed and skip
+    its middleware), so the route goes into that sub-application when there is one."""
+    for resource in app.router.resources():
+        info = resource.get_info()
+        sub = info.get("app")
+        if isinstance(sub, web.Application) and info.get("prefix") == API_PREFIX:
+            if not any(r.canonical == SPECTRUM_CURRENT for r in sub.router.resources()):
+                sub.router.add_get(SPECTRUM_CURRENT, spectrum_current)
+            return
+    app.router.add_get(API_PREFIX + SPECTRUM_CURRENT, spectrum_current)
+
+
 # --------------------------------------------------------------------------- handlers
 
 
 async def spectrum_current(request: web.Request) -> web.Response:
-    ctx, agg = request.app[CONTEXT_KEY], request.app[AGGREGATOR_KEY]
+    ctx, agg = request.config_dict[CONTEXT_KEY], request.config_dict[AGGREGATOR_KEY]
     snapshot = ctx.store.current
     zone_id = request.match_info["zone_id"]
     zone = snapshot.zones_by_id.get(zone_id)
@@ -105,19 +123,19 @@ async def spectrum_current(request: web.Request) -> web.Response:
 
 
 async def analytics(request: web.Request) -> web.Response:
-    ctx, agg = request.app[CONTEXT_KEY], request.app[AGGREGATOR_KEY]
+    ctx, agg = request.config_dict[CONTEXT_KEY], request.config_dict[AGGREGATOR_KEY]
     return json_response(agg.as_json(ctx.store.current, records=ctx.events.counts))
 
 
 async def metrics(request: web.Request) -> web.Response:
-    ctx, agg = request.app[CONTEXT_KEY], request.app[AGGREGATOR_KEY]
+    ctx, agg = request.config_dict[CONTEXT_KEY], request.config_dict[AGGREGATOR_KEY]
     names = {a.id or "": a.dns.name for z in ctx.store.current.config.zones for a in z.spectrum_apps}
     text = render_metrics(agg, ctx.events.counts, app_names=names)
     return web.Response(body=text.encode(), headers={"Content-Type": CONTENT_TYPE, **NO_STORE})
 
 
 async def trace(request: web.Request) -> web.Response:
-    ctx, agg = request.app[CONTEXT_KEY], request.app[AGGREGATOR_KEY]
+    ctx, agg = request.config_dict[CONTEXT_KEY], request.config_dict[AGGREGATOR_KEY]
     ray = request.match_info["ray"].strip()
     if not RAY_RE.match(ray):
         return json_response({"error": "not a ray id: expected 16 hex digits, optionally with -COLO",
@@ -135,7 +153,7 @@ async def trace(request: web.Request) -> web.Response:
 
 
 async def traces(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT_KEY]
+    ctx = request.config_dict[CONTEXT_KEY]
     limit = _limit(request, 50)
     if isinstance(limit, web.Response):
         return limit
@@ -145,7 +163,7 @@ async def traces(request: web.Request) -> web.Response:
 
 
 async def records(request: web.Request) -> web.Response:
-    ctx = request.app[CONTEXT_KEY]
+    ctx = request.config_dict[CONTEXT_KEY]
     dataset = request.match_info["dataset"]
     if dataset not in DATASETS:
         return json_response({"error": f"unknown dataset {dataset!r}", "datasets": list(DATASETS)}, status=404)

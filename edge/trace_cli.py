@@ -17,6 +17,7 @@ import argparse
 import http.client
 import json
 import socket
+import sqlite3
 import ssl
 import sys
 import time
@@ -225,24 +226,27 @@ def make_request(target: Target, context: ssl.SSLContext | None, *,
 
 
 def api_base(api: str | None, state_dir: str | None) -> str:
-    """`--api`, else the admin address from the store in `state_dir`, else the built-in default."""
+    """`--api`, else the admin address in the store of `state_dir`, else the built-in default.
+
+    The store's database is read directly, read-only: opening a `Store` would create files in a
+    mistyped directory and log to stdout, which would corrupt `--json` output."""
     if api:
         base = api if "://" in api else f"http://{api}"
         return base.rstrip("/")
-    from edge.config import default_config
-    from edge.store import Store, resolve_port_offset
+    from edge.config import build_config, default_config
+    from edge.store import resolve_port_offset
 
-    directory = Path(state_dir or ".edge")
-    if (directory / "edge.db").is_file():
-        store = Store(directory)
+    db = Path(state_dir or ".edge") / "edge.db"
+    config = default_config()
+    if db.is_file():
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5.0)
         try:
-            snapshot = store.open_config()
-            address, port = snapshot.config.api.address, snapshot.listen_port(snapshot.config.api.port)
+            row = conn.execute("SELECT config FROM snapshots ORDER BY generation DESC LIMIT 1").fetchone()
         finally:
-            store.close()
-    else:
-        config = default_config()
-        address, port = config.api.address, config.api.port + resolve_port_offset(config)
+            conn.close()
+        if row is not None:
+            config = build_config(json.loads(row[0]))
+    address, port = config.api.address, config.api.port + resolve_port_offset(config)
     host = f"[{address}]" if address.version == 6 else str(address)
     return f"http://{host}:{port}"
 
@@ -303,7 +307,7 @@ def render_steps(steps: Sequence[Mapping[str, Any]]) -> list[str]:
     """The steps as a tree: one line per step (stage, decision, time), its details below it."""
     if not steps:
         return ["└── (no steps recorded)"]
-    width = max(len(str(s.get("stage", ""))) for s in steps)
+    width = max(len(str(s.get("stage", "?"))) for s in steps)
     lines: list[str] = []
     for i, step in enumerate(steps):
         last = i == len(steps) - 1

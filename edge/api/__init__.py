@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from edge.api.routes import PREFIX, build_api
+from edge.api.routes import install
 from edge.runtime import RoleContext
 
 
 def register(app: web.Application, ctx: RoleContext) -> None:
-    """Mount the API on the admin app; its middleware (auth, envelope) covers only `/client/v4`."""
-    app.add_subapp(PREFIX, build_api(ctx))
+    """Add the API to the admin app; its middleware (auth, envelope) covers only `/client/v4`."""
+    install(app, ctx)
 
 
 __all__ = ["register"]

@@ -316,12 +316,13 @@ def delete_app(config: EdgeConfig, zone_id: str, app_id: str) -> EdgeConfig:
 
 # --------------------------------------------------------------------------- rulesets
 
-_RULE_CONTENT = ("action", "expression", "description", "enabled", "ref", "action_parameters", "logging",
-                 "categories")
+_RULE_CONTENT = ("action", "expression", "description", "enabled", "action_parameters", "logging", "categories")
 
 
 def _rule_changed(old: Rule, new: Rule) -> bool:
-    return any(getattr(old, f) != getattr(new, f) for f in _RULE_CONTENT)
+    # `ref` renders as the id when unset, so a rule echoed back from a GET is unchanged.
+    return ((old.ref or old.id) != (new.ref or new.id)
+            or any(getattr(old, f) != getattr(new, f) for f in _RULE_CONTENT))
 
 
 def _parse_rule(data: Any, prefix: str) -> Rule:

@@ -52,7 +52,7 @@ from edge.api.render import (
     render_zone,
     setting_ids,
 )
-from edge.config import ConfigError, EdgeConfig, SpectrumApp, Zone
+from edge.config import ConfigError, EdgeConfig, RulesList, SpectrumApp, Zone
 from edge.runtime import RoleContext
 from edge.store import Snapshot
 
@@ -113,13 +113,15 @@ async def read_body(request: web.Request) -> Any:
         return json.loads(raw)
     except UnicodeDecodeError:
         raise bad_request("Malformed JSON in request body: not UTF-8", MALFORMED_JSON) from None
+    except RecursionError:
+        raise bad_request("Malformed JSON in request body: nested too deeply", MALFORMED_JSON) from None
     except json.JSONDecodeError as e:
         raise bad_request(f"Malformed JSON in request body: {e.msg} at line {e.lineno} column {e.colno}",
                           MALFORMED_JSON) from None
 
 
 def state(request: web.Request) -> ApiState:
-    return request.app[STATE_KEY]
+    return request.config_dict[STATE_KEY]
 
 
 def query(request: web.Request) -> dict[str, str]:
@@ -150,9 +152,16 @@ def _authorised(request: web.Request, snapshot: Snapshot) -> bool:
     return False
 
 
+def _is_api_path(path: str) -> bool:
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
 @web.middleware
 async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Authenticate, then turn every refusal into the envelope; nothing else escapes."""
+    """Under `/client/v4` (routes of other modules included): authenticate, then turn every
+    refusal into the envelope; nothing else escapes. Other paths pass through untouched."""
+    if not _is_api_path(request.path):
+        return await handler(request)
     try:
         if not _authorised(request, state(request).snapshot):
             raise ApiError.one(403, AUTH_ERROR, "Authentication error")
@@ -457,7 +466,7 @@ def _account(request: web.Request) -> None:
         raise Missing("account")
 
 
-def _list_of(snap: Snapshot, list_id: str) -> Any:
+def _list_of(snap: Snapshot, list_id: str) -> RulesList:
     for lst in snap.config.lists:
         if lst.id == list_id:
             return lst
@@ -559,10 +568,25 @@ async def get_operation(request: web.Request) -> web.Response:
 # --------------------------------------------------------------------------- routing
 
 
-def build_api(ctx: RoleContext) -> web.Application:
-    api = web.Application(middlewares=[envelope_middleware])
-    api[STATE_KEY] = ApiState(ctx)
-    r = api.router
+class _Router:
+    """Adds routes under PREFIX on the admin app's router."""
+
+    def __init__(self, app: web.Application) -> None:
+        self._router = app.router
+
+    def add_route(self, method: str, path: str, handler: Handler) -> None:
+        self._router.add_route(method, PREFIX + path, handler)
+
+
+def install(app: web.Application, ctx: RoleContext) -> None:
+    """Add the API's routes and middleware to the admin app.
+
+    The routes live on the admin app itself under PREFIX (not a sub-application, whose router
+    aiohttp freezes when mounted), so other modules may add `/client/v4/...` routes after this;
+    the middleware covers them too: auth and envelope by path prefix."""
+    app[STATE_KEY] = ApiState(ctx)
+    app.middlewares.append(envelope_middleware)
+    r = _Router(app)
     r.add_route("GET", "/zones", list_zones)
     r.add_route("POST", "/zones", create_zone)
     r.add_route("GET", "/zones/{zone_id}", get_zone)
@@ -608,4 +632,3 @@ def build_api(ctx: RoleContext) -> web.Application:
     r.add_route("PUT", lists + "/{list_id}/items", _write_items("replace"))
     r.add_route("DELETE", lists + "/{list_id}/items", _write_items("delete"))
     r.add_route("GET", lists + "/{list_id}/items/{item_id}", get_item)
-    return api

@@ -77,7 +77,7 @@
   function barChart(container, items, emptyText) {
     container.replaceChildren();
     if (!items.length) { container.appendChild(el("div", { class: "none" }, emptyText)); return; }
-    const W = 420, row = 22, labelW = 130, valueW = 60;
+    const W = 420, row = 22, labelW = 130, valueW = items.some((i) => i.note) ? 120 : 60;
     const max = Math.max(1, ...items.map((i) => i.value));
     const chart = svg("svg", { class: "bars", viewBox: `0 0 ${W} ${items.length * row + 4}`, width: "100%",
       role: "img", "aria-label": container.id });
@@ -134,10 +134,18 @@
     );
   }
 
+  const MAX_HOST_ROWS = 15;
+
   function renderHosts(a) {
+    // Spectrum hostnames first (the misdirected ones on top), then the busiest names.
+    const all = [];
+    for (const z of a.zones) for (const h of z.hosts) all.push([z, h]);
+    all.sort(([, x], [, y]) => (y.misdirected - x.misdirected) || (y.spectrum_host - x.spectrum_host)
+      || (y.requests - x.requests) || (x.host < y.host ? -1 : 1));
+    const shown = all.filter(([, h], i) => i < MAX_HOST_ROWS || h.spectrum_host);
     const rows = [];
-    for (const z of a.zones) {
-      for (const h of z.hosts) {
+    {
+      for (const [z, h] of shown) {
         const kinds = h.by_edge_kind || {};
         const misdirected = h.misdirected > 0;
         const arrived = el("td", { class: "arrived" },
@@ -160,15 +168,20 @@
           "data-spectrum-host": h.spectrum_host ? "true" : "false", "data-misdirected": h.misdirected,
           "data-requests": h.requests,
         },
-          el("td", { class: "host" }, el("span", { class: "mono" }, h.host || "(no host)"),
+          el("td", { class: "host", title: h.host }, el("span", { class: "mono" }, truncate(h.host || "(no host)", 60)),
             h.spectrum_host ? spectrumBadge() : null),
           el("td", {}, z.zone || "–"),
           el("td", { class: "num" }, fmt(h.requests)),
           arrived,
           el("td", {}, statuses),
           el("td", {}, actions.length ? actions : el("span", { class: "action none" }, "–")),
-          el("td", {}, note)));
+          el("td", { class: "wrap" }, note)));
       }
+    }
+    const hidden = all.length - shown.length;
+    if (hidden > 0) {
+      rows.push(el("tr", { class: "empty", "data-hidden-hosts": hidden },
+        el("td", { colspan: 7 }, `${hidden} more hostname${hidden === 1 ? "" : "s"} with fewer requests (see /analytics)`)));
     }
     replaceBody($("hosts"), rows, "no requests yet", 7);
   }
@@ -184,7 +197,7 @@
 
   function renderEdgeIps(a) {
     barChart($("edge-ip-chart"), a.edge_ips.map((e) => ({
-      label: `${e.ip || "(none)"} ${e.kind === "cdn" ? "CDN" : e.kind === "spectrum" ? "Spectrum" : ""}`.trim(),
+      label: e.ip || "(none)", note: ` · ${KIND_LABEL[e.kind] || e.kind}`,
       value: e.requests, color: KIND_COLOR[e.kind] || "#999", attrs: { "data-edge-ip": e.ip, "data-kind": e.kind },
     })), "no requests yet");
   }
@@ -201,10 +214,10 @@
       attrs: { "data-action": k },
     })), "no requests yet");
     replaceBody($("waf-rules"), rules.map((r) => el("tr", { "data-rule": r.rule_id },
-      el("td", {}, r.description || "(no description)", el("div", { class: "mono hint" }, r.rule_id.slice(0, 12))),
+      el("td", { class: "wrap" }, r.description || "(no description)",
+        el("div", { class: "mono hint" }, `${r.rule_id.slice(0, 8)} · ${Object.keys(r.hosts).join(", ")}`)),
       el("td", {}, Object.entries(r.by_action).map(([k, v]) => el("span", { class: "action " + k }, `${k} ${v} `))),
-      el("td", { class: "num" }, fmt(r.events)),
-      el("td", { class: "mono" }, Object.keys(r.hosts).join(", ")))), "no rule has matched", 4);
+      el("td", { class: "num" }, fmt(r.events)))), "no rule has matched", 3);
   }
 
   function renderSpectrum(a) {
@@ -242,7 +255,7 @@
     },
       el("td", { class: "mono" }, clock(r.time)),
       el("td", { class: "mono ray" }, r.ray_id || "–"),
-      el("td", {}, el("span", { class: "mono" }, `${r.method} ${r.host}${r.uri}`),
+      el("td", { title: `${r.method} ${r.host}${r.uri}` }, el("span", { class: "mono" }, truncate(`${r.method} ${r.host}${r.uri}`, 80)),
         r.spectrum_host ? spectrumBadge() : null),
       el("td", { class: "num" }, el("span", { class: statusClass(r.status) }, r.status)),
       el("td", {}, kindChip(r.edge_kind, `${KIND_LABEL[r.edge_kind] || r.edge_kind}`), " ",

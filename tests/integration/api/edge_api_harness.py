@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
 import socket
 import sys
 import types
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,21 +28,17 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture(autouse=True, scope="session")
-def ca_stub() -> Iterator[None]:
+@pytest.fixture(autouse=True)
+def ca_stub(monkeypatch: pytest.MonkeyPatch) -> None:
     """`open_edge` creates the local CA through `certs.files`; while that package is not built yet,
-    stand in a no-op so the API can be tested on its own (the API never touches the CA)."""
-    if importlib.util.find_spec("certs") is not None:
-        yield
+    stand in a no-op for the duration of one test (the API never touches the CA)."""
+    if "certs" in sys.modules or importlib.util.find_spec("certs") is not None:
         return
     pkg, files = types.ModuleType("certs"), types.ModuleType("certs.files")
     files.open_ca = lambda state_dir: None  # type: ignore[attr-defined]
     pkg.files = files  # type: ignore[attr-defined]
-    sys.modules["certs"], sys.modules["certs.files"] = pkg, files
-    try:
-        yield
-    finally:
-        del sys.modules["certs"], sys.modules["certs.files"]
+    monkeypatch.setitem(sys.modules, "certs", pkg)
+    monkeypatch.setitem(sys.modules, "certs.files", files)
 
 
 def config_text(port: int) -> str:
@@ -66,4 +63,15 @@ class Api:
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     port = _free_port()
     async with open_edge(config_text(port), state_dir=tmp_path / "state", roles=("api",)) as edge:
+        await wait_role(edge, "api")
         yield Api(edge, f"http://127.0.0.1:{port}/client/v4")
+
+
+async def wait_role(edge: EdgeHandle, role: str, timeout: float = 10.0) -> None:
+    """`open_edge` can return before `serve_roles` has even registered the expected roles (its
+    readiness check passes vacuously on an empty set); wait for the role itself."""
+    binds = edge.ctx.binds
+    async with asyncio.timeout(timeout):
+        while role not in binds.ready_roles:
+            binds.changed.clear()
+            await binds.changed.wait()

@@ -569,7 +569,10 @@ class Zone(_Model):
     id: str | None = Field(default=None, pattern=r"^[0-9a-f]{32}$")
     name: str
     status: Literal["active", "pending", "initializing", "moved"] = "active"
+    type: Literal["full", "partial", "secondary", "internal"] = "full"
+    paused: bool = False
     created_on: str | None = None
+    modified_on: str | None = None
     settings: ZoneSettings = ZoneSettings()
     dns_records: tuple[DnsRecord, ...] = ()
     spectrum_apps: tuple[SpectrumApp, ...] = ()
@@ -642,7 +645,7 @@ def _format_loc(loc: Iterable[int | str]) -> str:
     return out
 
 
-def _problems_from(error: ValidationError, prefix: str = "") -> list[Problem]:
+def problems_from(error: ValidationError, prefix: str = "") -> list[Problem]:
     problems = []
     for e in error.errors(include_url=False):
         # Union members repeat an error once per member type; keep the path without the type tag.
@@ -709,7 +712,7 @@ def build_config(data: Any) -> EdgeConfig:
     try:
         config = EdgeConfig.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(_problems_from(e)) from None
+        raise ConfigError(problems_from(e)) from None
     config = normalise(config)
     problems = check_semantics(config)
     if problems:
@@ -953,3 +956,6 @@ def list_specs(config: EdgeConfig) -> dict[str, Any]:
     from cdn.rules import ListSpec
 
     return {lst.name: ListSpec(lst.name, lst.kind, tuple(item.ip or "" for item in lst.items)) for lst in config.lists}
+
+
+_problems_from = problems_from  # the name edge.api imported first

@@ -122,6 +122,7 @@ class Binds:
         self._closers: dict[tuple[str, str, str, int], Callable[[], None]] = {}
         self.expected_roles: set[str] = set()
         self.ready_roles: set[str] = set()
+        self.started = False  # set once every role to run is known (empty expected_roles is not ready)
         self.changed = asyncio.Event()
 
     def record(self, bind: Bind, closer: Callable[[], None] | None = None) -> None:
@@ -276,6 +277,8 @@ async def serve_roles(ctx: RoleContext, *, stop: asyncio.Event, force: asyncio.E
             continue
         ctx.binds.expected_roles.add(name)
         tasks.append(asyncio.create_task(fn(ctx), name=f"role-{name}"))
+    ctx.binds.started = True
+    ctx.binds.changed.set()
     watch = asyncio.create_task(ctx.store.serve_watch(), name="store-watch")
     stopper = asyncio.create_task(stop.wait())
     try:

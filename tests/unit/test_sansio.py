@@ -13,6 +13,8 @@ FORBIDDEN = {"asyncio", "socket", "ssl", "selectors", "uvloop"}
 PURE_MODULES = [
     "edge/config.py",
     "edge/events.py",
+    "edge/observe_aggregate.py",
+    "edge/observe_metrics.py",
     "spectrum/proxy_protocol.py",
     "spectrum/flows.py",
     "certs/issue.py",

@@ -200,13 +200,13 @@ def _html(error: EdgeError, code: int, ray_id: str, client_ip: str) -> bytes:
     title = html.escape(error.title)
     label = f"Error {code}" if code else f"{error.status}"
     return (
-        "<!DOCTYPE html>\n<html lang=\"en-US\"><head><meta charset=\"UTF-8\">"
+        '<!DOCTYPE html>\n<html lang="en-US"><head><meta charset="UTF-8">'
         f"<title>{label}: {title}</title></head>\n<body>\n"
-        f"<div id=\"cf-error-details\"><h1><span class=\"cf-error-type\">Error</span> "
-        f"<span class=\"cf-error-code\">{code or error.status}</span></h1>\n"
-        f"<h2 class=\"cf-subheadline\">{title}</h2>\n"
-        f"<p>Cloudflare Ray ID: <strong class=\"font-semibold\">{html.escape(ray_id)}</strong> &bull; "
-        f"Your IP: <span class=\"cf-footer-ip\">{html.escape(client_ip)}</span> &bull; "
+        f'<div id="cf-error-details"><h1><span class="cf-error-type">Error</span> '
+        f'<span class="cf-error-code">{code or error.status}</span></h1>\n'
+        f'<h2 class="cf-subheadline">{title}</h2>\n'
+        f'<p>Cloudflare Ray ID: <strong class="font-semibold">{html.escape(ray_id)}</strong> &bull; '
+        f'Your IP: <span class="cf-footer-ip">{html.escape(client_ip)}</span> &bull; '
         "Performance &amp; security by Cloudflare (edge emulator)</p>\n</div>\n</body></html>\n"
     ).encode()
 
@@ -214,7 +214,7 @@ def _html(error: EdgeError, code: int, ray_id: str, client_ip: str) -> bytes:
 def render_challenge(*, ray_id: str, client_ip: str) -> bytes:
     """The interstitial body for challenge / js_challenge / managed_challenge (never solvable here)."""
     return (
-        "<!DOCTYPE html>\n<html lang=\"en-US\"><head><meta charset=\"UTF-8\"><title>Just a moment...</title></head>\n"
+        '<!DOCTYPE html>\n<html lang="en-US"><head><meta charset="UTF-8"><title>Just a moment...</title></head>\n'
         "<body><h1>Checking your browser before accessing the site.</h1>\n"
         f"<p>Cloudflare Ray ID: <strong>{html.escape(ray_id)}</strong> &bull; Your IP: {html.escape(client_ip)}</p>"
         "\n</body></html>\n"

@@ -63,6 +63,8 @@ _DROP_TOWARD_CLIENT: frozenset[bytes] = HOP_BY_HOP | {
     b"x-accel-redirect",
 }
 
+_NEVER_LISTED = frozenset({b"host", b"content-length"})
+
 # Precomputed header triples (the names in the case Cloudflare sends them).
 _CF_CONNECTING_IP = (b"CF-Connecting-IP", b"cf-connecting-ip")
 _XFF = (b"X-Forwarded-For", b"x-forwarded-for")
@@ -169,7 +171,8 @@ def build_origin_headers(
     client they are the same). With `trusted` (the internal hop), an inbound CF-Connecting-IP
     is kept: it names the real client of the first pass. `loops` is this pass's count."""
     drop = _DROP_TOWARD_ORIGIN
-    listed = connection_tokens(items)
+    # Names `Connection` lists are hop-by-hop too, but never the framing or the Host.
+    listed = connection_tokens(items) - _NEVER_LISTED
     out: list[Triple] = []
     xff: list[bytes] = []
     inbound_cip = b""
@@ -183,10 +186,7 @@ def build_origin_headers(
             continue
         out.append(item)
     cip = inbound_cip or client_ip.encode()
-    if xff:
-        xff_value = b",".join(v.strip() for v in xff) + b"," + connecting_ip.encode()
-    else:
-        xff_value = cip
+    xff_value = b",".join(v.strip() for v in xff) + b"," + connecting_ip.encode() if xff else cip
     out.append((*_CF_CONNECTING_IP, cip))
     out.append((*_XFF, xff_value))
     out.append((*_XFP, PROTO[scheme]))
@@ -220,7 +220,9 @@ def build_client_headers(items: Sequence[Triple], *, cf_ray: bytes, switching: b
     return out
 
 
-def edge_response_headers(cf_ray: bytes, content_type: bytes, length: int, extra: Iterable[Triple] = ()) -> list[Triple]:
+def edge_response_headers(
+    cf_ray: bytes, content_type: bytes, length: int, extra: Iterable[Triple] = ()
+) -> list[Triple]:
     """Headers of a response the edge generates (error pages, WAF blocks)."""
     out: list[Triple] = [
         (b"Content-Type", b"content-type", content_type),

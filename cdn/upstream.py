@@ -20,7 +20,7 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import h11
 
@@ -95,8 +95,8 @@ class UpstreamConnection(asyncio.Protocol):
     # -- asyncio.Protocol
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self.bytes_in_cycle += len(data)
@@ -159,10 +159,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def reusable(self) -> bool:
         return (
-            not self.closed
-            and not self.raw
-            and self.conn.our_state is h11.DONE
-            and self.conn.their_state is h11.DONE
+            not self.closed and not self.raw and self.conn.our_state is h11.DONE and self.conn.their_state is h11.DONE
         )
 
     def close(self) -> None:
@@ -284,7 +281,6 @@ class UpstreamPool:
             up.close()
         self._idle.clear()
         self._all.clear()
-        await asyncio.sleep(0)
 
 
 def insecure_client_context() -> ssl.SSLContext:

@@ -1,0 +1,1455 @@
+"""The CDN role: TLS by SNI, HTTP/1.1 with h11, WAF, origin pulls, events (DESIGN section 2).
+
+`serve_cdn(ctx)` binds, on every `network.cdn_ips` address, a TLS listener on each
+`cdn_https_ports` port and a plain listener on each `cdn_http_ports` port (`listen_port`
+applied), plus the Spectrum handoff listener (below); reports `role_ready("cdn")` once all are
+bound, and runs until cancelled, closing them in `finally`.
+
+Request walk (one `ClientConnection` per TCP connection, one `Exchange` per request):
+SNI -> zone (handshake alert when none) -> h11 request -> header limits (431) -> Host check
+(1003 / 1001 / 1013) -> inbound proxy-chain check (1000, clients only) -> CDN-Loop limit (1000)
+-> WAF custom rules (1020 / challenge / log) -> SSL mode (`off` redirects HTTPS to HTTP) ->
+origin: the Spectrum app's origin for a handoff, else the Host re-resolved through the stub
+resolver's internal view (NXDOMAIN/NoData -> 1016; a CDN address -> 1000) -> pooled upstream
+dialled from `network.cdn_egress_ip` (521/522/523/525/526) -> request head and streamed body
+-> response head within `limits.origin_read_timeout` (524; garbage -> 520) -> streamed body.
+Every request emits one `http_requests` record, a `firewall_events` record per WAF match, and a
+`Trace` (`ctx.events.put_trace`).
+
+Spectrum handoff (HTTP/HTTPS apps, issue 5) -- the contract:
+- Listener: plain TCP on `(network.cdn_ips[0], listen_port(HANDOFF_PORT))`. Spectrum dials
+  `(str(snapshot.config.network.cdn_ips[0]), snapshot.dial_port(cdn_ips[0], HANDOFF_PORT))` from
+  `network.spectrum_egress_ip` (connections from any other address are refused: the listener
+  trusts the PROXY header, so only Spectrum may speak to it).
+- First bytes: a PROXY v2 header (v1 also accepted), command PROXY, TCP, with
+  src = the real client (ip, port) and dst = the Spectrum edge (ip, port) the client connected
+  to; the dst port may be the logical app port or the listening port (offset applied): both
+  are recognised. No TLVs are needed.
+- Then the client's bytes, relayed unchanged in both directions: for `traffic_type: https`
+  the raw TLS stream (the CDN terminates TLS with the zone's edge certificate, chosen by SNI,
+  exactly as on its own listeners); for `traffic_type: http` plain HTTP/1.1.
+- The CDN finds the app from the snapshot by (dst ip, dst port, tcp), runs the full pipeline
+  with `ip.src` = PROXY src, `cf.edge.server_ip` = the Spectrum IP, `cf.edge.server_port` = the
+  app port, and sends the request to the app's origin (`origin_direct`, port-range offset
+  applied; or `origin_dns` resolved through the stub), not to the Host's DNS answer. Toward
+  that origin: TLS for an https app when the zone's SSL mode is full/strict, plain otherwise.
+
+Internal hop: a connection whose peer is `cdn_egress_ip` or `spectrum_egress_ip` (the CDN
+re-entering itself, or Spectrum handing over) is exempt from the fact-22 inbound checks, and an
+inbound CF-Connecting-IP is kept (it names the first pass's client). CDN-Loop is counted on
+every pass, so a loop still ends at `limits.cdn_loop_limit` with 1000.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import h11
+import structlog
+from h11._headers import Headers
+
+from cdn import headers as hdr
+from cdn.errors import (
+    AccessDenied,
+    BadGateway,
+    ClientError,
+    EdgeError,
+    HeadersTooLarge,
+    LoopDetected,
+    OriginDnsError,
+    OriginReadTimeout,
+    OriginUnknownError,
+    ProhibitedIP,
+    RequestTimeout,
+    render_challenge,
+    render_error,
+)
+from cdn.ray import format_cf_ray, new_ray_id
+from cdn.rules import RequestFields, RuleMatch, RulesetOutcome
+from cdn.upstream import (
+    ConnectTimings,
+    OriginTarget,
+    UpstreamConnection,
+    UpstreamPool,
+    insecure_client_context,
+)
+from cdn.zones import check_host, select_zone
+from edge.config import SpectrumApp, Zone
+from edge.events import Trace
+from edge.runtime import RoleContext, open_tcp_listener
+from edge.store import Snapshot
+
+log = structlog.get_logger("cdn.server")
+
+# The handoff listener's logical port (offset applied like every other port). Not one of
+# Cloudflare's proxied ports, so it never collides with the edge listeners on the same IP.
+HANDOFF_PORT = 2408
+# How long the handoff listener waits for the PROXY header.
+HANDOFF_HEADER_TIMEOUT = 5.0
+# After an error answered before the request body was read, keep reading (and discarding) for
+# this long before closing, so the client sees the response rather than a reset.
+LINGER_SECONDS = 1.0
+# Transport write-buffer marks: past `high` the other side stops reading (backpressure).
+WRITE_HIGH = 256 * 1024
+WRITE_LOW = 64 * 1024
+TLS_HANDSHAKE_TIMEOUT = 10.0
+
+_IDLE, _SETUP, _BODY, _WAIT, _RAW, _CLOSING = range(6)
+
+ACTION_CAMEL = {
+    "managed_challenge": "managedChallenge",
+    "js_challenge": "jsChallenge",
+}
+ACTION_FIREWALL = {
+    "managed_challenge": "managedchallenge",
+    "js_challenge": "jschallenge",
+}
+CHALLENGES = frozenset({"challenge", "js_challenge", "managed_challenge"})
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """A connection Spectrum handed over: who really connected, and to which app."""
+
+    client: tuple[str, int]
+    edge: tuple[str, int]  # Spectrum IP, logical app port
+    app: SpectrumApp
+    zone: Zone
+
+
+class Exchange:
+    """One request/response through the edge and what the logs need about it."""
+
+    __slots__ = (
+        "cf_ray",
+        "dns_ms",
+        "edge_request_host",
+        "edge_server_ip",
+        "emitted",
+        "head_future",
+        "head_sent",
+        "host",
+        "method",
+        "origin_done",
+        "origin_ip",
+        "origin_ms",
+        "origin_start",
+        "origin_status",
+        "outcome",
+        "path",
+        "query",
+        "ray_id",
+        "req_body",
+        "req_done",
+        "req_head_bytes",
+        "request",
+        "resp_body",
+        "resp_done",
+        "resp_head_bytes",
+        "retryable",
+        "start_ns",
+        "status",
+        "target",
+        "timings",
+        "trace",
+        "up",
+        "user_agent",
+        "zone",
+    )
+
+    def __init__(self, request: h11.Request, ray_id: str, colo: str) -> None:
+        self.request = request
+        self.ray_id = ray_id
+        self.cf_ray = format_cf_ray(ray_id, colo).encode()
+        self.start_ns = time.time_ns()
+        self.trace = Trace(ray_id)
+        target = request.target.decode("latin-1")
+        path, _, query = target.partition("?")
+        self.path = path
+        self.query = query
+        self.method = request.method.decode("latin-1")
+        self.host = ""
+        self.zone: Zone | None = None
+        self.user_agent = ""
+        self.status = 0
+        self.origin_status = 0
+        self.origin_ip = ""
+        self.edge_server_ip = ""
+        self.edge_request_host = ""
+        self.dns_ms = 0
+        self.origin_ms = 0
+        self.origin_start = 0.0
+        self.timings = ConnectTimings()
+        self.target: OriginTarget | None = None
+        self.up: UpstreamConnection | None = None
+        self.head_future: asyncio.Future[None] | None = None
+        self.head_sent = False
+        self.req_done = False
+        self.resp_done = False
+        self.origin_done = False
+        self.req_body = 0
+        self.resp_body = 0
+        self.req_head_bytes = 0
+        self.resp_head_bytes = 0
+        self.outcome: RulesetOutcome | None = None
+        self.emitted = False
+        self.retryable = False
+
+
+def _head_size(items: list[tuple[bytes, bytes, bytes]], first_line: int) -> int:
+    return first_line + sum(len(n) + len(v) + 4 for n, _, v in items) + 2
+
+
+class _StaleConnection(Exception):
+    """A reused pooled connection closed before answering: retry once on a new one."""
+
+
+class CdnRole:
+    """State shared by every connection of the role: pool, resolver, certificates."""
+
+    def __init__(self, ctx: RoleContext, *, resolver: Any, certificates: Any, pool: UpstreamPool) -> None:
+        self.ctx = ctx
+        self.store = ctx.store
+        self.events = ctx.events
+        self.resolver = resolver
+        self.certificates = certificates
+        self.pool = pool
+        self.server_context = self._make_server_context()
+
+    # -- TLS
+
+    def _make_server_context(self) -> ssl.SSLContext:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.set_alpn_protocols(["http/1.1"])
+        context.sni_callback = self._on_sni
+        return context
+
+    def zone_context(self, snapshot: Snapshot, zone: Zone) -> ssl.SSLContext:
+        cache: dict[str, ssl.SSLContext] = snapshot.derived("cdn.tls_contexts", lambda _s: {})
+        context = cache.get(zone.name)
+        if context is None:
+            context = self.certificates.ssl_context_for_zone(
+                zone.name, extra_hosts=tuple(zone.settings.advanced_certificate_hosts)
+            )
+            context.set_alpn_protocols(["http/1.1"])
+            cache[zone.name] = context
+        return context
+
+    def _on_sni(self, sslobj: Any, name: str | None, _base: ssl.SSLContext) -> int | None:
+        if not name:
+            return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
+        try:
+            snapshot = self.store.current
+            zone = select_zone(snapshot.zones_by_name, name)
+            if zone is None:
+                log.debug("cdn.tls.sni_refused", sni=name)
+                return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
+            sslobj.context = self.zone_context(snapshot, zone)
+            sslobj.cdn_sni = name.lower().rstrip(".")
+        except Exception:
+            log.exception("cdn.tls.sni_failed", sni=name)
+            return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
+        return None
+
+    def warm(self, snapshot: Snapshot) -> None:
+        for zone in snapshot.config.zones:
+            try:
+                self.zone_context(snapshot, zone)
+            except Exception:
+                log.exception("cdn.tls.context_failed", zone=zone.name)
+
+    # -- lookups
+
+    def internal_peers(self, snapshot: Snapshot) -> frozenset[str]:
+        def build(s: Snapshot) -> frozenset[str]:
+            net = s.config.network
+            return frozenset({str(net.cdn_egress_ip), str(net.spectrum_egress_ip)})
+
+        return snapshot.derived("cdn.internal_peers", build)
+
+    def country_header(self, zone: Zone) -> bytes:
+        return zone.settings.ip_country.encode()
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection: h11 server side, bridging to a pooled upstream per request."""
+
+    def __init__(
+        self,
+        role: CdnRole,
+        *,
+        tls: bool,
+        listen_ip: str,
+        listen_port: int,
+        handoff: Handoff | None = None,
+    ) -> None:
+        self.role = role
+        self.tls = tls
+        self.listen_ip = listen_ip
+        self.listen_port = listen_port  # logical (no offset)
+        self.handoff = handoff
+        limits = role.store.current.config.limits
+        self.limits = limits
+        self.conn = h11.Connection(h11.SERVER, max_incomplete_event_size=limits.max_header_bytes)
+        self.transport: asyncio.Transport | None = None
+        self.phase = _IDLE
+        self.exchange: Exchange | None = None
+        self.up: UpstreamConnection | None = None
+        self.client_ip = ""
+        self.client_port = 0
+        self.peer_ip = ""
+        self.sni: str | None = None
+        self.tls_version = "none"
+        self.internal = False
+        self.draining = False
+        self._paused: set[str] = set()
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._registered = False
+        self._got_bytes = False
+
+    # ------------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+        self.transport.set_write_buffer_limits(high=WRITE_HIGH, low=WRITE_LOW)
+        peer = self.transport.get_extra_info("peername") or ("", 0)
+        self.peer_ip, peer_port = str(peer[0]), int(peer[1])
+        if self.handoff is not None:
+            self.client_ip, self.client_port = self.handoff.client
+            self.listen_ip, self.listen_port = self.handoff.edge
+            self.internal = True
+        else:
+            self.client_ip, self.client_port = self.peer_ip, peer_port
+            self.internal = self.peer_ip in self.role.internal_peers(self.role.store.current)
+        if self.tls:
+            sslobj = transport.get_extra_info("ssl_object")
+            if sslobj is not None:
+                self.sni = getattr(sslobj, "cdn_sni", None)
+                self.tls_version = sslobj.version() or "none"
+        self.role.ctx.connections.add(self)
+        self._registered = True
+        self._arm(self.limits.header_timeout, self._on_header_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        phase = self.phase
+        if phase == _RAW:
+            if self.up is not None:
+                self.up.write_raw(data)
+            return
+        if phase == _CLOSING:
+            return
+        if not self._got_bytes:
+            self._got_bytes = True
+            if phase == _IDLE:
+                self._arm(self.limits.header_timeout, self._on_header_timeout)
+        self.conn.receive_data(data)
+        if phase in (_IDLE, _BODY):
+            self._process()
+        elif phase == _WAIT:
+            self._pause("pipeline")
+
+    def eof_received(self) -> bool | None:
+        if self.phase == _RAW:
+            up = self.up
+            if up is not None and up.transport is not None and up.transport.can_write_eof():
+                up.transport.write_eof()
+                return True
+            return None
+        if self.phase == _CLOSING:
+            return None
+        self.conn.receive_data(b"")
+        if self.phase in (_IDLE, _BODY):
+            self._process()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_timer()
+        self.phase = _CLOSING
+        if self._registered:
+            self.role.ctx.connections.discard(self)
+            self._registered = False
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+        up, self.up = self.up, None
+        if up is not None:
+            up.owner = None
+            up.abort()
+        ex = self.exchange
+        if ex is not None and not ex.emitted:
+            if not ex.status:
+                ex.status = 499  # client closed before the response completed
+            self._emit(ex)
+
+    def pause_writing(self) -> None:
+        if self.up is not None:
+            self.up.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.up is not None:
+            self.up.resume_reading()
+
+    # ------------------------------------------------------------------ runtime.Connection
+
+    def shutdown(self) -> None:
+        self.draining = True
+        if self.phase == _IDLE and not self._got_bytes:
+            self._close()
+
+    def abort(self) -> None:
+        if self.up is not None:
+            self.up.abort()
+        if self.transport is not None:
+            self.transport.abort()
+
+    # ------------------------------------------------------------------ flow control, timers
+
+    def _pause(self, reason: str) -> None:
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused.add(reason)
+
+    def _resume(self, reason: str) -> None:
+        if reason in self._paused:
+            self._paused.discard(reason)
+            if not self._paused and self.transport is not None and not self.transport.is_closing():
+                self.transport.resume_reading()
+
+    def _arm(self, delay: float, callback: Any) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(delay, callback)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _on_header_timeout(self) -> None:
+        self._timer = None
+        if self.phase != _IDLE:
+            return
+        if self._got_bytes:
+            log.debug("cdn.request.header_timeout", client=self.client_ip)
+            self._local_error_no_exchange(RequestTimeout("request headers not received in time"))
+        else:
+            self._close()
+
+    def _close(self) -> None:
+        self.phase = _CLOSING
+        self._cancel_timer()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _linger_close(self) -> None:
+        """Close after an early answer: stop writing, drain what the client still sends."""
+        self.phase = _CLOSING
+        transport = self.transport
+        if transport is None:
+            return
+        self._paused.clear()
+        transport.resume_reading()
+        if transport.can_write_eof():
+            with contextlib.suppress(OSError, RuntimeError):
+                transport.write_eof()
+        self._arm(LINGER_SECONDS, self._close)
+
+    # ------------------------------------------------------------------ client events
+
+    def _process(self) -> None:
+        conn = self.conn
+        while True:
+            phase = self.phase
+            if phase != _IDLE and phase != _BODY:
+                return
+            try:
+                event = conn.next_event()
+            except h11.RemoteProtocolError as e:
+                self._on_client_protocol_error(e)
+                return
+            if event is h11.NEED_DATA:
+                return
+            etype = type(event)
+            if etype is h11.Request:
+                assert isinstance(event, h11.Request)
+                self._start(event)
+                return
+            if etype is h11.Data:
+                assert isinstance(event, h11.Data)
+                ex = self.exchange
+                if ex is not None:
+                    ex.req_body += len(event.data)
+                if self.up is not None:
+                    self.up.send(event)
+                continue
+            if etype is h11.EndOfMessage:
+                ex = self.exchange
+                if self.up is not None:
+                    self.up.send(event)
+                if ex is not None:
+                    ex.req_done = True
+                self.phase = _WAIT
+                if ex is not None and ex.resp_done:
+                    self._finish(ex)
+                return
+            if event is h11.PAUSED:
+                return
+            if etype is h11.ConnectionClosed:
+                if self.exchange is not None and self.up is not None:
+                    self.up.abort()
+                self._close()
+                return
+            return
+
+    def _on_client_protocol_error(self, e: h11.RemoteProtocolError) -> None:
+        if self.phase == _BODY:
+            # A broken body mid-stream: the origin got half a request; drop both.
+            if self.up is not None:
+                self.up.abort()
+            self._close()
+            return
+        status = e.error_status_hint
+        err = _client_error(status, str(e))
+        self._local_error_no_exchange(err)
+
+    def _local_error_no_exchange(self, err: EdgeError) -> None:
+        """Answer a request that never became an Exchange (bad syntax, too large, timeout)."""
+        ray_id = new_ray_id()
+        snapshot = self.role.store.current
+        colo = snapshot.config.network.colo
+        page = render_error(err, ray_id=format_cf_ray(ray_id, colo), colo=colo, client_ip=self.client_ip)
+        cf_ray = format_cf_ray(ray_id, colo).encode()
+        items = hdr.edge_response_headers(cf_ray, page.content_type.encode(), len(page.body), _triples(page.headers))
+        items.append((b"Connection", b"connection", b"close"))
+        head = b"HTTP/1.1 %d %s\r\n" % (page.status, hdr.REASONS.get(page.status, b""))
+        head += b"".join(raw + b": " + v + b"\r\n" for raw, _, v in items) + b"\r\n"
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(head + page.body)
+        record = self._base_record(ray_id, snapshot)
+        record.update(EdgeResponseStatus=page.status, EdgeResponseBytes=len(head) + len(page.body))
+        self.role.events.emit("http_requests", record)
+        self._linger_close()
+
+    def _start(self, request: h11.Request) -> None:
+        self._cancel_timer()
+        self._got_bytes = False
+        self.phase = _SETUP
+        self._pause("setup")
+        snapshot = self.role.store.current
+        ex = Exchange(request, new_ray_id(), snapshot.config.network.colo)
+        self.exchange = ex
+        self._task = asyncio.get_running_loop().create_task(self._run(ex, snapshot))
+
+    async def _run(self, ex: Exchange, snapshot: Snapshot) -> None:
+        try:
+            await self._handle(ex, snapshot)
+        except EdgeError as e:
+            self._answer_error(ex, e)
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.exception("cdn.request.failed", ray=ex.ray_id)
+            self._answer_error(ex, BadGateway(repr(e)))
+
+    # ------------------------------------------------------------------ the walk
+
+    async def _handle(self, ex: Exchange, snapshot: Snapshot) -> None:
+        request = ex.request
+        limits = snapshot.config.limits
+        items: list[tuple[bytes, bytes, bytes]] = request.headers._full_items
+        ex.req_head_bytes = _head_size(items, len(request.method) + len(request.target) + 12)
+        if len(items) > limits.max_header_count or ex.req_head_bytes > limits.max_header_bytes:
+            raise HeadersTooLarge(f"{len(items)} headers, {ex.req_head_bytes} bytes")
+        ex.user_agent = hdr.first_value(items, b"user-agent").decode("latin-1")
+        host_header = hdr.first_value(items, b"host").decode("latin-1")
+        trace = ex.trace
+        scheme = "https" if self.tls else "http"
+        if self.tls:
+            trace.add("sni", "zone", sni=self.sni)
+        if not host_header and self.sni:
+            host_header = self.sni
+        try:
+            match = check_host(snapshot.zones_by_name, host_header, self.sni if self.tls else None)
+        except EdgeError as e:
+            ex.host = host_header
+            trace.add("host", "refused", host=host_header, sni=self.sni, code=e.code)
+            raise
+        zone = match.zone
+        ex.zone, ex.host = zone, match.host
+        trace.add("host", "accepted", host=match.host, zone=zone.name, sni=self.sni)
+        if not self.internal:
+            why = hdr.inbound_violation(items)
+            if why is not None:
+                trace.add("loop", "refused", reason=why)
+                raise ProhibitedIP(why)
+        loops, loop_others = hdr.parse_cdn_loop(hdr.header_values(items, b"cdn-loop"))
+        if loops >= limits.cdn_loop_limit:
+            trace.add("loop", "refused", loops=loops, limit=limits.cdn_loop_limit)
+            raise LoopDetected(f"CDN-Loop says {loops} passes (limit {limits.cdn_loop_limit})")
+        # WAF (reference section 2 step 4: after the Host check, before the origin).
+        ruleset = snapshot.rulesets.get(zone.id or "")
+        if ruleset is not None:
+            fields = RequestFields(
+                host=match.host,
+                method=ex.method,
+                path=ex.path,
+                query=ex.query,
+                version="HTTP/" + request.http_version.decode(),
+                scheme=scheme,
+                headers=tuple((n.decode("latin-1"), v.decode("latin-1")) for n, _, v in items),
+                src_ip=ipaddress.ip_address(self.client_ip),
+                edge_server_ip=ipaddress.ip_address(self.listen_ip),
+                edge_server_port=self.listen_port,
+                ssl=self.tls,
+                ray_id=ex.ray_id,
+                country=zone.settings.ip_country,
+                timestamp_sec=ex.start_ns // 1_000_000_000,
+            )
+            outcome = ruleset.evaluate(fields)
+            ex.outcome = outcome
+            for rule_id, matched in outcome.evaluated:
+                trace.add("waf", "match" if matched else "no_match", rule=rule_id)
+            if outcome.terminating is not None:
+                self._answer_waf(ex, outcome.terminating, outcome)
+                return
+        settings = zone.settings
+        if settings.ssl == "off" and self.tls:
+            self._answer_redirect(ex, f"http://{match.host}{request.target.decode('latin-1')}")
+            return
+        # Origin address.
+        if self.handoff is not None:
+            address, port, use_tls = await self._handoff_origin(ex, snapshot)
+        else:
+            address = await self._resolve_origin(ex, snapshot, match.host)
+            port, use_tls = origin_port_and_scheme(settings.ssl, self.tls, self.listen_port)
+        verify = use_tls and settings.ssl == "strict"
+        dial = snapshot.dial_port(ipaddress.ip_address(address), port)
+        target = OriginTarget(address, dial, use_tls, match.host if use_tls else None, verify)
+        ex.target = target
+        ex.origin_ip = address
+        ex.edge_server_ip = str(snapshot.config.network.cdn_egress_ip)
+        ex.edge_request_host = match.host
+        trace.add(
+            "upstream",
+            "selected",
+            address=address,
+            port=port,
+            dial_port=dial,
+            scheme=target.scheme,
+            ssl_mode=settings.ssl,
+            verify=verify,
+        )
+        # Headers toward the origin.
+        chunked = hdr.first_value(items, b"transfer-encoding").lower().endswith(b"chunked")
+        upgrade: bytes | None = None
+        if b"upgrade" in hdr.connection_tokens(items):
+            up_value = hdr.first_value(items, b"upgrade")
+            upgrade = up_value or None
+        out = hdr.build_origin_headers(
+            items,
+            client_ip=self.client_ip,
+            connecting_ip=self.client_ip,
+            scheme=scheme,
+            cf_ray=ex.cf_ray,
+            country=self.role.country_header(zone),
+            loops=loops + 1,
+            loop_others=loop_others,
+            chunked=chunked,
+            upgrade=upgrade,
+            trusted=self.internal,
+        )
+        origin_request = h11.Request(
+            method=request.method,
+            target=request.target,
+            headers=Headers(out),
+            http_version=b"1.1",
+            _parsed=True,
+        )
+        no_body = not chunked and hdr.first_value(items, b"content-length", b"0") in (b"0", b"")
+        ex.retryable = no_body and upgrade is None
+        await self._dial_and_send(ex, snapshot, target, origin_request)
+
+    async def _resolve_origin(self, ex: Exchange, snapshot: Snapshot, host: str) -> str:
+        # resolver.stub's errors are matched by name: NoSuchName / NoData are "no answer", any
+        # other ResolveError (timeout, refused, failed) is a failed lookup; all answer 1016.
+        t0 = time.monotonic()
+        try:
+            try:
+                resolution = await self.role.resolver.resolve(host, "A")
+            except Exception as e:
+                if type(e).__name__ != "NoData":
+                    raise
+                resolution = await self.role.resolver.resolve(host, "AAAA")
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            ex.dns_ms = round((time.monotonic() - t0) * 1000)
+            kind = type(e).__name__
+            ex.trace.add("dns", "no_answer" if kind in ("NoSuchName", "NoData") else "failed", name=host, error=kind)
+            raise OriginDnsError(f"{host}: {kind}") from e
+        ex.dns_ms = round((time.monotonic() - t0) * 1000)
+        addresses = [str(a) for a in resolution.addresses]
+        ex.trace.add(
+            "dns",
+            "answered",
+            name=host,
+            addresses=addresses,
+            view=getattr(resolution, "view", ""),
+            cname_chain=[str(c) for c in getattr(resolution, "cname_chain", ())],
+            from_cache=getattr(resolution, "from_cache", False),
+            ms=ex.dns_ms,
+        )
+        if not addresses:
+            raise OriginDnsError(f"{host}: empty answer")
+        address = addresses[0]
+        ip = ipaddress.ip_address(address)
+        net = snapshot.config.network
+        if snapshot.is_cdn_ip(ip) or ip == net.cdn_egress_ip:
+            ex.trace.add("dns", "prohibited", address=address, reason="CDN edge address (loop guard)")
+            raise ProhibitedIP(f"{host} resolves to the CDN address {address}")
+        if snapshot.is_spectrum_ip(ip):
+            ex.trace.add("dns", "spectrum", address=address)
+        return address
+
+    async def _handoff_origin(self, ex: Exchange, snapshot: Snapshot) -> tuple[str, int, bool]:
+        handoff = self.handoff
+        assert handoff is not None
+        app = handoff.app
+        edge_port = handoff.edge[1]
+        zone_ssl = handoff.zone.settings.ssl
+        use_tls = app.traffic_type == "https" and zone_ssl in ("full", "strict")
+        shift = edge_port - app.ports.first
+        origins = app.origins()
+        if origins:
+            origin = origins[0]
+            port = origin.ports.first + shift if len(origin.ports) > 1 else origin.ports.first
+            ex.trace.add("spectrum", "handoff_origin", app=app.id, address=str(origin.address), port=port)
+            return str(origin.address), port, use_tls
+        assert app.origin_dns is not None
+        address = await self._resolve_origin(ex, snapshot, app.origin_dns.name)
+        ports = app.origin_ports()
+        port = edge_port if ports is None else (ports.first + shift if len(ports) > 1 else ports.first)
+        ex.trace.add("spectrum", "handoff_origin", app=app.id, address=address, port=port)
+        return address, port, use_tls
+
+    async def _dial_and_send(
+        self, ex: Exchange, snapshot: Snapshot, target: OriginTarget, origin_request: h11.Request
+    ) -> None:
+        limits = snapshot.config.limits
+        pool = self.role.pool
+        egress = str(snapshot.config.network.cdn_egress_ip)
+        for attempt in (0, 1):
+            up = pool.take_idle(target) if attempt == 0 else None
+            ex.timings = ConnectTimings()
+            if up is None:
+                try:
+                    up = await pool.connect(
+                        target, local_ip=egress, timeout=limits.origin_connect_timeout, timings=ex.timings
+                    )
+                except EdgeError as e:
+                    ex.trace.add("origin", "connect_failed", code=e.code, error=e.detail)
+                    raise
+                ex.trace.add(
+                    "origin",
+                    "connected",
+                    tcp_ms=ex.timings.tcp_ms,
+                    tls_ms=ex.timings.tls_ms,
+                    tls=up.tls_version or None,
+                )
+            else:
+                ex.timings.reused = True
+                ex.trace.add("origin", "reused")
+            if self.phase == _CLOSING:  # the client went away meanwhile
+                pool.release(up) if up.reusable() else up.close()
+                return
+            loop = asyncio.get_running_loop()
+            ex.head_future = loop.create_future()
+            ex.up = up
+            self.up = up
+            up.owner = self
+            ex.origin_start = time.monotonic()
+            try:
+                up.send(origin_request)
+            except h11.LocalProtocolError as e:
+                raise BadGateway(f"cannot send request: {e}") from e
+            if attempt == 1:
+                # A retry: the request had no body and its EndOfMessage was already consumed.
+                up.send(h11.EndOfMessage())
+            else:
+                self._begin_body()
+            try:
+                async with asyncio.timeout(limits.origin_read_timeout):
+                    await ex.head_future
+                return
+            except _StaleConnection:
+                ex.trace.add("origin", "stale_reused_connection")
+                self.up = None
+                ex.up = None
+                continue
+            except TimeoutError:
+                ex.trace.add("origin", "read_timeout", seconds=limits.origin_read_timeout)
+                self.up = None
+                up.owner = None
+                up.abort()
+                raise OriginReadTimeout(f"no response in {limits.origin_read_timeout}s") from None
+
+    def _begin_body(self) -> None:
+        """Start relaying the client's body (or its end) to the upstream."""
+        self.phase = _BODY
+        if self.conn.they_are_waiting_for_100_continue:
+            self._send_client(h11.InformationalResponse(status_code=100, headers=[], reason=b"Continue"))
+        self._resume("setup")
+        self._process()
+
+    # ------------------------------------------------------------------ upstream callbacks
+
+    def upstream_events(self, up: UpstreamConnection) -> None:
+        ex = self.exchange
+        if ex is None or self.up is not up:
+            return
+        uconn = up.conn
+        while True:
+            try:
+                event = uconn.next_event()
+            except h11.RemoteProtocolError as e:
+                self._upstream_broken(ex, up, OriginUnknownError(f"bad response: {e}"))
+                return
+            if event is h11.NEED_DATA:
+                return
+            etype = type(event)
+            if etype is h11.Data:
+                assert isinstance(event, h11.Data)
+                ex.resp_body += len(event.data)
+                self._send_client(event)
+                continue
+            if etype is h11.Response:
+                assert isinstance(event, h11.Response)
+                self._relay_head(ex, event)
+                continue
+            if etype is h11.EndOfMessage:
+                ex.origin_done = True
+                self._send_client(h11.EndOfMessage())
+                ex.resp_done = True
+                if ex.req_done or self.conn.their_state is h11.DONE:
+                    self._finish(ex)
+                return
+            if etype is h11.InformationalResponse:
+                assert isinstance(event, h11.InformationalResponse)
+                if event.status_code == 101:
+                    self._switch_protocols(ex, up, event)
+                    return
+                continue  # 1xx other than 101 (100, 103) are not relayed
+            if event is h11.PAUSED:
+                return
+            if etype is h11.ConnectionClosed:
+                self._upstream_broken(ex, up, OriginUnknownError("origin closed the connection"))
+                return
+
+    def _relay_head(self, ex: Exchange, response: h11.Response) -> None:
+        ex.origin_status = response.status_code
+        ex.status = response.status_code
+        ex.origin_ms = round((time.monotonic() - ex.origin_start) * 1000)
+        items = hdr.build_client_headers(response.headers._full_items, cf_ray=ex.cf_ray)
+        ex.resp_head_bytes = _head_size(items, 13 + len(response.reason))
+        ex.trace.add("origin", "responded", status=response.status_code, ms=ex.origin_ms)
+        self._send_client(
+            h11.Response(status_code=response.status_code, headers=Headers(items), reason=response.reason, _parsed=True)
+        )
+        ex.head_sent = True
+        fut = ex.head_future
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+
+    def _switch_protocols(self, ex: Exchange, up: UpstreamConnection, event: h11.InformationalResponse) -> None:
+        ex.origin_status = ex.status = 101
+        ex.origin_ms = round((time.monotonic() - ex.origin_start) * 1000)
+        items = hdr.build_client_headers(event.headers._full_items, cf_ray=ex.cf_ray, switching=True)
+        try:
+            self._send_client(
+                h11.InformationalResponse(status_code=101, headers=Headers(items), reason=event.reason, _parsed=True)
+            )
+        except h11.LocalProtocolError as e:
+            self._upstream_broken(ex, up, OriginUnknownError(f"unexpected 101: {e}"))
+            return
+        ex.head_sent = True
+        ex.trace.add("origin", "switched_protocols", status=101)
+        fut = ex.head_future
+        if fut is not None and not fut.done():
+            fut.set_result(None)
+        self.phase = _RAW
+        up.raw = True
+        self._emit(ex)
+        client_rest = self.conn.trailing_data[0]
+        origin_rest = up.conn.trailing_data[0]
+        if client_rest:
+            up.write_raw(client_rest)
+        if origin_rest and self.transport is not None:
+            self.transport.write(origin_rest)
+        self._paused.clear()
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    def upstream_raw(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def upstream_eof(self) -> None:
+        transport = self.transport
+        if transport is not None and transport.can_write_eof():
+            transport.write_eof()
+        else:
+            self._close()
+
+    def upstream_lost(self, up: UpstreamConnection, exc: Exception | None) -> None:
+        ex = self.exchange
+        if self.up is up:
+            self.up = None
+        if self.phase == _RAW:
+            self._close()
+            return
+        if ex is None or ex.resp_done:
+            return
+        self._upstream_broken(
+            ex, up, OriginUnknownError(f"origin connection lost: {exc!r}" if exc else "origin closed")
+        )
+
+    def upstream_pause_writing(self) -> None:
+        self._pause("upstream")
+
+    def upstream_resume_writing(self) -> None:
+        self._resume("upstream")
+
+    def _upstream_broken(self, ex: Exchange, up: UpstreamConnection, err: EdgeError) -> None:
+        if self.up is up:
+            self.up = None
+        up.owner = None
+        up.abort()
+        fut = ex.head_future
+        if not ex.head_sent:
+            if fut is not None and not fut.done():
+                if ex.timings.reused and up.bytes_in_cycle == 0 and ex.retryable:
+                    fut.set_exception(_StaleConnection())
+                else:
+                    ex.trace.add("origin", "bad_response", error=err.detail)
+                    fut.set_exception(err)
+            return
+        # Mid-body: the client already has a head; all we can do is cut the connection.
+        ex.trace.add("origin", "broken_mid_response", error=err.detail)
+        self._emit(ex)
+        if self.transport is not None:
+            self.transport.abort()
+
+    # ------------------------------------------------------------------ answers
+
+    def _send_client(self, event: Any) -> None:
+        data = self.conn.send(event)
+        if data and self.transport is not None:
+            self.transport.write(data)
+
+    def _answer_local(
+        self, ex: Exchange, status: int, content_type: bytes, body: bytes, extra: list[tuple[bytes, bytes, bytes]]
+    ) -> None:
+        if self.conn.our_state is not h11.SEND_RESPONSE:
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        items = hdr.edge_response_headers(ex.cf_ray, content_type, len(body), extra)
+        ex.status = status
+        ex.resp_head_bytes = _head_size(items, 13 + len(hdr.REASONS.get(status, b"")))
+        ex.resp_body = len(body)
+        self._send_client(
+            h11.Response(status_code=status, headers=Headers(items), reason=hdr.REASONS.get(status, b""), _parsed=True)
+        )
+        if body and ex.request.method != b"HEAD":
+            self._send_client(h11.Data(data=body))
+        self._send_client(h11.EndOfMessage())
+        ex.resp_done = True
+        up, self.up = self.up, None
+        if up is not None:
+            up.owner = None
+            up.abort()
+        if self.phase in (_SETUP, _BODY):
+            self._drain_buffered_body(ex)
+        self._finish(ex)
+
+    def _drain_buffered_body(self, ex: Exchange) -> None:
+        """Consume a body already buffered (so keep-alive survives an early answer)."""
+        if self.conn.they_are_waiting_for_100_continue:
+            return
+        while True:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError:
+                return
+            if isinstance(event, h11.Data):
+                ex.req_body += len(event.data)
+                continue
+            if isinstance(event, h11.EndOfMessage):
+                ex.req_done = True
+            return
+
+    def _answer_error(self, ex: Exchange, err: EdgeError) -> None:
+        snapshot = self.role.store.current
+        colo = snapshot.config.network.colo
+        items = ex.request.headers._full_items
+        page = render_error(
+            err,
+            ray_id=format_cf_ray(ex.ray_id, colo),
+            colo=colo,
+            client_ip=self.client_ip,
+            accept=hdr.first_value(items, b"accept").decode("latin-1"),
+            user_agent=ex.user_agent,
+        )
+        ex.trace.add("response", "edge_error", status=page.status, code=err.code, detail=err.detail)
+        self._answer_local(ex, page.status, page.content_type.encode(), page.body, list(_triples(page.headers)))
+
+    def _answer_waf(self, ex: Exchange, rule: RuleMatch, outcome: RulesetOutcome) -> None:
+        ex.trace.add("waf", rule.action, rule=rule.rule_id, description=rule.description)
+        if rule.action in CHALLENGES:
+            body = render_challenge(ray_id=ex.cf_ray.decode(), client_ip=self.client_ip)
+            extra = [
+                (b"cf-mitigated", b"cf-mitigated", b"challenge"),
+                (b"cf-error-type", b"cf-error-type", b"managed_challenge"),
+            ]
+            self._answer_local(ex, 403, b"text/html; charset=UTF-8", body, extra)
+            return
+        response = outcome.response
+        if response is not None:
+            self._answer_local(ex, response.status_code, response.content_type.encode(), response.content.encode(), [])
+            return
+        self._answer_error(ex, AccessDenied(f"rule {rule.rule_id}"))
+
+    def _answer_redirect(self, ex: Exchange, location: str) -> None:
+        ex.trace.add("ssl", "redirect_to_http", location=location)
+        body = b""
+        extra = [(b"Location", b"location", location.encode("latin-1"))]
+        self._answer_local(ex, 301, b"text/plain", body, extra)
+
+    # ------------------------------------------------------------------ end of an exchange
+
+    def _finish(self, ex: Exchange) -> None:
+        up, self.up = self.up, None
+        if up is not None:
+            self.role.pool.release(up)
+        if not ex.emitted:
+            self._emit(ex)
+        self.exchange = None
+        conn = self.conn
+        if self.draining or conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+            if conn.their_state in (h11.DONE, h11.MUST_CLOSE, h11.CLOSED):
+                self._close()
+            else:
+                self._linger_close()  # the request body is still coming: drain it, then close
+            return
+        try:
+            conn.start_next_cycle()
+        except h11.LocalProtocolError:
+            self._close()
+            return
+        self.phase = _IDLE
+        self._paused.discard("pipeline")
+        self._resume("setup")
+        self._got_bytes = bool(conn.trailing_data[0])
+        if self._got_bytes:
+            self._arm(self.limits.header_timeout, self._on_header_timeout)
+            self._process()
+        else:
+            self._arm(self.limits.keepalive_timeout, self._on_idle_timeout)
+
+    def _on_idle_timeout(self) -> None:
+        self._timer = None
+        if self.phase == _IDLE and not self._got_bytes:
+            self._close()
+
+    # ------------------------------------------------------------------ records
+
+    def _base_record(self, ray_id: str, snapshot: Snapshot) -> dict[str, Any]:
+        now = time.time_ns()
+        return {
+            "RayID": ray_id,
+            "ZoneName": "",
+            "ClientIP": self.client_ip,
+            "ClientSrcPort": self.client_port,
+            "ClientCountry": "xx",
+            "ClientRequestHost": "",
+            "ClientRequestMethod": "",
+            "ClientRequestURI": "",
+            "ClientRequestPath": "",
+            "ClientRequestProtocol": "HTTP/1.1",
+            "ClientRequestScheme": "https" if self.tls else "http",
+            "ClientRequestUserAgent": "",
+            "ClientRequestReferer": "",
+            "ClientRequestBytes": 0,
+            "ClientRequestSource": "eyeball",
+            "ClientSSLProtocol": self.tls_version if self.tls else "none",
+            "ClientTLSServerName": self.sni or "",
+            "EdgeColoCode": snapshot.config.network.colo,
+            "EdgeStartTimestamp": now,
+            "EdgeEndTimestamp": now,
+            "EdgeResponseStatus": 0,
+            "EdgeResponseBytes": 0,
+            "EdgeResponseContentType": "",
+            "EdgeServerIP": "",
+            "EdgeRequestHost": "",
+            "EdgeListenIP": self.listen_ip,
+            "EdgeListenPort": self.listen_port,
+            "SpectrumHandoff": self.handoff is not None,
+            "OriginIP": "",
+            "OriginResponseStatus": 0,
+            "OriginResponseDurationMs": 0,
+            "OriginDNSResponseTimeMs": 0,
+            "OriginTCPHandshakeDurationMs": 0,
+            "OriginTLSHandshakeDurationMs": 0,
+            "OriginSSLProtocol": "none",
+            "CacheCacheStatus": "unknown",
+            "SecurityAction": "",
+            "SecurityRuleID": "",
+            "SecurityRuleDescription": "",
+            "SecurityActions": [],
+            "SecurityRuleIDs": [],
+            "SecuritySources": [],
+        }
+
+    def _emit(self, ex: Exchange) -> None:
+        if ex.emitted:
+            return
+        ex.emitted = True
+        snapshot = self.role.store.current
+        record = self._base_record(ex.ray_id, snapshot)
+        items = ex.request.headers._full_items
+        end = time.time_ns()
+        target = ex.request.target.decode("latin-1")
+        up_tls = ex.up.tls_version if ex.up is not None and ex.target is not None and ex.target.tls else ""
+        record.update(
+            ZoneName=ex.zone.name if ex.zone is not None else "",
+            ClientRequestHost=ex.host,
+            ClientRequestMethod=ex.method,
+            ClientRequestURI=target,
+            ClientRequestPath=ex.path,
+            ClientRequestProtocol="HTTP/" + ex.request.http_version.decode(),
+            ClientRequestUserAgent=ex.user_agent,
+            ClientRequestReferer=hdr.first_value(items, b"referer").decode("latin-1"),
+            ClientRequestBytes=ex.req_head_bytes + ex.req_body,
+            EdgeStartTimestamp=ex.start_ns,
+            EdgeEndTimestamp=end,
+            EdgeResponseStatus=ex.status,
+            EdgeResponseBytes=ex.resp_head_bytes + ex.resp_body,
+            EdgeServerIP=ex.edge_server_ip if ex.origin_start else "",
+            EdgeRequestHost=ex.edge_request_host,
+            OriginIP=ex.origin_ip if ex.origin_start else "",
+            OriginResponseStatus=ex.origin_status,
+            OriginResponseDurationMs=ex.origin_ms,
+            OriginDNSResponseTimeMs=ex.dns_ms,
+            OriginTCPHandshakeDurationMs=ex.timings.tcp_ms,
+            OriginTLSHandshakeDurationMs=ex.timings.tls_ms,
+            OriginSSLProtocol=up_tls or "none",
+            CacheCacheStatus="dynamic" if ex.origin_status else "unknown",
+        )
+        outcome = ex.outcome
+        if outcome is not None and outcome.matches:
+            if outcome.terminating is not None:
+                t = outcome.terminating
+                record.update(
+                    SecurityAction=ACTION_CAMEL.get(t.action, t.action),
+                    SecurityRuleID=t.rule_id,
+                    SecurityRuleDescription=t.description,
+                )
+            record.update(
+                SecurityActions=[ACTION_CAMEL.get(m.action, m.action) for m in outcome.matches],
+                SecurityRuleIDs=[m.rule_id for m in outcome.matches],
+                SecuritySources=["firewallCustom" for _ in outcome.matches],
+            )
+            n = len(outcome.matches)
+            for i, m in enumerate(outcome.matches):
+                self.role.events.emit(
+                    "firewall_events",
+                    {
+                        "Action": ACTION_FIREWALL.get(m.action, m.action),
+                        "ClientIP": self.client_ip,
+                        "ClientRequestHost": ex.host,
+                        "ClientRequestMethod": ex.method,
+                        "ClientRequestPath": ex.path,
+                        "ClientRequestQuery": ("?" + ex.query) if ex.query else "",
+                        "ClientRequestProtocol": record["ClientRequestProtocol"],
+                        "ClientRequestScheme": record["ClientRequestScheme"],
+                        "ClientRequestUserAgent": ex.user_agent,
+                        "ClientCountry": "xx",
+                        "EdgeColoCode": record["EdgeColoCode"],
+                        "EdgeResponseStatus": ex.status,
+                        "OriginResponseStatus": ex.origin_status,
+                        "EdgeServerIP": self.listen_ip,
+                        "EdgeListenPort": self.listen_port,
+                        "RayID": ex.ray_id,
+                        "RuleID": m.rule_id,
+                        "Ref": m.ref,
+                        "Description": m.description,
+                        "Source": "firewallcustom",
+                        "Kind": "firewall",
+                        "MatchIndex": n - 1 - i,
+                        "Datetime": ex.start_ns,
+                        "ZoneName": record["ZoneName"],
+                    },
+                )
+        ex.trace.add("response", "sent", status=ex.status, bytes=record["EdgeResponseBytes"])
+        self.role.events.emit("http_requests", record)
+        self.role.events.put_trace(ex.trace)
+
+
+def _triples(pairs: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes, bytes]]:
+    return [(n, n.lower(), v) for n, v in pairs]
+
+
+def _client_error(status: int, detail: str) -> EdgeError:
+    return HeadersTooLarge(detail) if status == 431 else ClientError(detail)
+
+
+def origin_port_and_scheme(ssl_mode: str, client_tls: bool, edge_port: int) -> tuple[int, bool]:
+    """(origin port, TLS?) for an SSL mode (reference 7.3): off -> HTTP on the edge port;
+    flexible -> HTTP, 443 -> 80, other HTTPS ports fall back to full; full/strict -> the client's
+    scheme on the edge port."""
+    if ssl_mode == "off":
+        return edge_port, False
+    if ssl_mode == "flexible":
+        if not client_tls:
+            return edge_port, False
+        if edge_port == 443:
+            return 80, False
+        return edge_port, True
+    return edge_port, client_tls
+
+
+# ---------------------------------------------------------------------------- handoff listener
+
+
+def find_handoff_app(snapshot: Snapshot, ip: str, port: int) -> tuple[SpectrumApp, Zone, int] | None:
+    """The HTTP/HTTPS Spectrum app listening on (ip, port) and its logical port; `port` may be
+    logical or offset."""
+    address = ipaddress.ip_address(ip)
+    for candidate in (port, port - snapshot.port_offset):
+        for listener in snapshot.spectrum_listeners:
+            if (
+                listener.transport == "tcp"
+                and listener.ip == address
+                and listener.first_port <= candidate <= listener.last_port
+                and listener.app.traffic_type in ("http", "https")
+            ):
+                return listener.app, listener.zone, candidate
+        if snapshot.port_offset == 0:
+            break
+    return None
+
+
+async def _read_proxy_header(sock: socket.socket) -> Any:
+    """Consume exactly the PROXY header from `sock` (peeking first, so nothing else is read)."""
+    from spectrum import proxy_protocol as pp
+
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(HANDOFF_HEADER_TIMEOUT):
+        while True:
+            await _wait_readable(loop, sock)
+            data = sock.recv(16 + 536, socket.MSG_PEEK)
+            if not data:
+                raise ConnectionError("closed before the PROXY header")
+            result = pp.decode(data)
+            if result is pp.NEED_MORE_DATA:
+                if len(data) >= 16 + 536:
+                    raise ValueError("PROXY header too long")
+                continue
+            sock.recv(result.length)
+            return result
+
+
+async def _wait_readable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    fut: asyncio.Future[None] = loop.create_future()
+
+    def ready() -> None:
+        if not fut.done():
+            fut.set_result(None)
+
+    loop.add_reader(sock.fileno(), ready)
+    try:
+        await fut
+    finally:
+        loop.remove_reader(sock.fileno())
+
+
+async def serve_handoff(role: CdnRole, sock: socket.socket) -> None:
+    """Accept loop of the handoff listener (module docstring); runs until cancelled."""
+    loop = asyncio.get_running_loop()
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def handle(conn: socket.socket, peer: str) -> None:
+        snapshot = role.store.current
+        try:
+            if peer != str(snapshot.config.network.spectrum_egress_ip):
+                log.warning("cdn.handoff.refused", peer=peer, reason="not the Spectrum egress address")
+                conn.close()
+                return
+            header = await _read_proxy_header(conn)
+            src, dst = header.src, header.dst
+            if src is None or dst is None:
+                raise ValueError("PROXY header without addresses (LOCAL command)")
+            found = find_handoff_app(snapshot, str(dst[0]), int(dst[1]))
+            if found is None:
+                log.warning("cdn.handoff.no_app", dst=f"{dst[0]}:{dst[1]}")
+                conn.close()
+                return
+            app, zone, port = found
+            handoff = Handoff((str(src[0]), int(src[1])), (str(dst[0]), port), app, zone)
+            tls = app.traffic_type == "https"
+            await loop.connect_accepted_socket(
+                lambda: ClientConnection(role, tls=tls, listen_ip=str(dst[0]), listen_port=port, handoff=handoff),
+                conn,
+                ssl=role.server_context if tls else None,
+                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if tls else None,
+            )
+        except (OSError, TimeoutError, ValueError, ssl.SSLError) as e:
+            log.debug("cdn.handoff.failed", error=repr(e))
+            conn.close()
+
+    try:
+        while True:
+            try:
+                conn, addr = await loop.sock_accept(sock)
+            except OSError as e:
+                if sock.fileno() < 0:
+                    return
+                log.warning("cdn.handoff.accept_failed", error=str(e))
+                await asyncio.sleep(0.1)  # overload (EMFILE...): pause, keep serving
+                continue
+            conn.setblocking(False)
+            task = loop.create_task(handle(conn, str(addr[0])))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+    finally:
+        for t in tasks:
+            t.cancel()
+
+
+def _listen(address: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+        sock.listen(1024)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+# ---------------------------------------------------------------------------- the role
+
+
+def _open_certificates(state_dir: Path) -> tuple[Any, Any]:
+    from certs.files import EdgeCertificates, client_ssl_context, open_ca
+
+    ca, _ = open_ca(state_dir)
+    certificates = EdgeCertificates(state_dir, ca)
+    return certificates, lambda: client_ssl_context(state_dir)
+
+
+async def serve_cdn(ctx: RoleContext) -> None:
+    """Role "cdn": the edge listeners and the handoff listener, until cancelled."""
+    from edge.runtime import Bind, bind_remedy
+
+    snapshot = ctx.store.current
+    net = snapshot.config.network
+    # Seams for tests and embedders: ctx.extras may supply "cdn.certificates" (an object with
+    # ssl_context_for_zone), "cdn.verify_context" (a factory of the strict-mode client context)
+    # and "cdn.resolver" (an object with async resolve(name, rdtype) and aclose()).
+    if "cdn.certificates" in ctx.extras:
+        certificates, verify_factory = ctx.extras["cdn.certificates"], ctx.extras["cdn.verify_context"]
+    else:
+        certificates, verify_factory = _open_certificates(ctx.state_dir)
+    verify_cache: list[ssl.SSLContext] = []
+
+    def verify_context() -> ssl.SSLContext:
+        if not verify_cache:
+            context: ssl.SSLContext = verify_factory()
+            context.set_alpn_protocols(["http/1.1"])
+            verify_cache.append(context)
+        return verify_cache[0]
+
+    pool = UpstreamPool(insecure_context=insecure_client_context(), verify_context=verify_context)
+    resolver = ctx.extras.get("cdn.resolver")
+    if resolver is None:
+        from resolver.stub import StubResolver
+
+        resolver = StubResolver(ctx.store, source_ip=str(net.cdn_egress_ip))
+    role = CdnRole(ctx, resolver=resolver, certificates=certificates, pool=pool)
+    role.warm(snapshot)
+    unsubscribe = ctx.store.subscribe(role.warm)
+    servers: list[asyncio.AbstractServer] = []
+    handoff_sock: socket.socket | None = None
+    handoff_task: asyncio.Task[None] | None = None
+    try:
+        for ip in net.cdn_ips:
+            address = str(ip)
+            for port, tls in [*((p, False) for p in net.cdn_http_ports), *((p, True) for p in net.cdn_https_ports)]:
+
+                def factory(address: str = address, port: int = port, tls: bool = tls) -> asyncio.Protocol:
+                    return ClientConnection(role, tls=tls, listen_ip=address, listen_port=port)
+
+                server = await open_tcp_listener(
+                    ctx.binds,
+                    role="cdn",
+                    name=f"{'https' if tls else 'http'}-{address}-{port}",
+                    address=address,
+                    port=snapshot.listen_port(port),
+                    factory=factory,
+                    ssl=role.server_context if tls else None,
+                    backlog=4096,
+                    port_offset=snapshot.port_offset,
+                )
+                if server is not None:
+                    servers.append(server)
+        handoff_address = str(net.cdn_ips[0])
+        handoff_port = snapshot.listen_port(HANDOFF_PORT)
+        bind = Bind("cdn", "spectrum-handoff", "tcp", handoff_address, handoff_port)
+        try:
+            handoff_sock = _listen(handoff_address, handoff_port)
+        except OSError as e:
+            bind.status, bind.reason = "failed", bind_remedy(e, handoff_address, handoff_port, snapshot.port_offset)
+            ctx.binds.record(bind)
+        else:
+            bind.status = "bound"
+            ctx.binds.record(bind, handoff_sock.close)
+            handoff_task = asyncio.create_task(serve_handoff(role, handoff_sock), name="cdn-handoff")
+        ctx.binds.role_ready("cdn")
+        log.info("cdn.role.ready", listeners=len(servers), colo=net.colo)
+        await asyncio.Event().wait()
+    finally:
+        unsubscribe()
+        for server in servers:
+            server.close()
+        if handoff_task is not None:
+            handoff_task.cancel()
+        if handoff_sock is not None:
+            handoff_sock.close()
+        await pool.aclose()
+        with contextlib.suppress(Exception):
+            await resolver.aclose()
+
+
+__all__ = [
+    "HANDOFF_PORT",
+    "CdnRole",
+    "ClientConnection",
+    "Handoff",
+    "find_handoff_app",
+    "origin_port_and_scheme",
+    "serve_cdn",
+]

@@ -226,7 +226,10 @@ async def _up(args: argparse.Namespace, config: EdgeConfig | None, initial: Edge
         print(f"edge: ready (generation {store.current.generation}, roles {', '.join(roles)})", file=sys.stderr)
         for line in experiment_lines(store.current):
             print(line, file=sys.stderr)
-        await runner
+        failed = await runner
+        if failed:
+            print(f"edge: stopped because role(s) failed: {', '.join(failed)} (see the log)", file=sys.stderr)
+            return 1
     finally:
         watcher.cancel()
         remove_signals()

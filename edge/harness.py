@@ -31,7 +31,7 @@ class EdgeHandle:
     ctx: RoleContext
     stop: asyncio.Event
     force: asyncio.Event
-    task: asyncio.Task[None]
+    task: asyncio.Task[list[str]]
 
     @property
     def store(self) -> Store:
@@ -79,7 +79,7 @@ def coerce_config(config: EdgeConfig | str | dict[str, Any] | None) -> EdgeConfi
     return build_config(config)
 
 
-async def wait_ready(ctx: RoleContext, task: asyncio.Task[None] | None, timeout: float) -> None:
+async def wait_ready(ctx: RoleContext, task: asyncio.Task[list[str]] | None, timeout: float) -> None:
     binds = ctx.binds
     try:
         async with asyncio.timeout(timeout):
@@ -93,7 +93,8 @@ async def wait_ready(ctx: RoleContext, task: asyncio.Task[None] | None, timeout:
                     return
                 if task is not None and task.done():
                     exc = task.exception()
-                    raise EdgeStartError(f"the edge stopped while starting: {exc!r}")
+                    why = repr(exc) if exc else f"role(s) failed: {', '.join(task.result())}"
+                    raise EdgeStartError(f"the edge stopped while starting: {why}")
                 binds.changed.clear()
                 await binds.changed.wait()
     except TimeoutError:

@@ -27,13 +27,13 @@ import json
 import socket
 import ssl
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import h11
 import structlog
-from spectrum import proxy_protocol as pp
 
 from edge.runtime import Bind, RoleContext, bind_remedy
+from spectrum import proxy_protocol as pp
 
 log = structlog.get_logger("edge.origins")
 
@@ -128,8 +128,7 @@ class HttpEcho(asyncio.Protocol):
         self.tls: dict[str, Any] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None:
             name = self.sni.names.pop(id(sslobj), None) if self.sni else None
@@ -241,7 +240,7 @@ class HttpEcho(asyncio.Protocol):
         if headers.get(b"upgrade") and b"upgrade" in headers.get(b"connection", b""):
             self._send(
                 h11.InformationalResponse(
-                    status_code=101, headers=[("upgrade", headers[b"upgrade"]), ("connection", "upgrade")]
+                    status_code=101, headers=[(b"upgrade", headers[b"upgrade"]), (b"connection", b"upgrade")]
                 )
             )
             self.upgraded = True
@@ -289,15 +288,14 @@ class TcpEcho(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
         report = {
             "origin": "tcp-echo",
             "peer": _addr(transport.get_extra_info("peername")),
             "local": _addr(transport.get_extra_info("sockname")),
             "proxy": header_json(self.proxy),
         }
-        transport.write(json.dumps(report).encode() + b"\n")
+        self.transport.write(json.dumps(report).encode() + b"\n")
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None
@@ -315,8 +313,7 @@ class UdpEcho(asyncio.DatagramProtocol):
         self.flows: dict[Any, pp.ProxyHeader] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         assert self.transport is not None

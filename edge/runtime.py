@@ -267,8 +267,11 @@ def load_role(name: str) -> RoleFn | None:
     return fn
 
 
-async def serve_roles(ctx: RoleContext, *, stop: asyncio.Event, force: asyncio.Event) -> None:
-    """Run the roles until `stop` is set, then shut down in order."""
+async def serve_roles(ctx: RoleContext, *, stop: asyncio.Event, force: asyncio.Event) -> list[str]:
+    """Run the roles until `stop` is set (or a role fails), then shut down in order.
+
+    Returns the names of the roles that failed (empty on a clean stop)."""
+    failed: list[str] = []
     tasks: list[asyncio.Task[None]] = []
     ctx.binds.expected_roles = set()
     for name in ctx.roles:
@@ -284,8 +287,11 @@ async def serve_roles(ctx: RoleContext, *, stop: asyncio.Event, force: asyncio.E
     try:
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
         for t in done:
-            if t is not stopper and t.exception() is not None:
-                log.error("runtime.role.crashed", role=t.get_name(), error=repr(t.exception()))
+            if t is not stopper:
+                role = t.get_name().removeprefix("role-")
+                failed.append(role)
+                exc = t.exception()
+                log.error("runtime.role.failed", role=role, error=repr(exc) if exc else "returned", exc_info=exc)
         # 1. stop accepting
         ctx.binds.close_all()
         # 2. ask connections to finish; 3. wait up to the deadline (a second signal cuts it short)
@@ -306,6 +312,7 @@ async def serve_roles(ctx: RoleContext, *, stop: asyncio.Event, force: asyncio.E
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, watch, stopper, return_exceptions=True)
+    return failed
 
 
 def install_signal_handlers(stop: asyncio.Event, force: asyncio.Event) -> Callable[[], None]:

@@ -4,7 +4,7 @@ Run from the repository root:  .venv/bin/python tests/unit/rules/bench_rules.py
 Prints microseconds per request (one EvalContext per request, as the CDN does).
 """
 
-# ruff: noqa: E501 - one rule per line reads better here
+
 from __future__ import annotations
 
 import ipaddress

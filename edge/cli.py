@@ -144,7 +144,6 @@ def experiment_lines(snapshot: object) -> list[str]:
 
 async def _up(args: argparse.Namespace, config: EdgeConfig | None, initial: EdgeConfig | None) -> int:
     from certs.files import open_ca
-
     from edge.events import EventSink
     from edge.harness import open_store, wait_ready
     from edge.runtime import Binds, Connections, RoleContext, install_signal_handlers, serve_roles, sighup_reloader

@@ -154,6 +154,9 @@ async def open_edge(
         stop.set()
         with contextlib.suppress(Exception):
             await task
+        # Transports close their sockets in a loop callback: let those run before the loop may end.
+        for _ in range(3):
+            await asyncio.sleep(0)
         events.close()
         store.close()
 

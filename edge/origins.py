@@ -26,6 +26,7 @@ import ipaddress
 import json
 import socket
 import ssl
+import weakref
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -40,7 +41,11 @@ log = structlog.get_logger("edge.origins")
 # A PROXY v1 line is at most 107 bytes; a v2 header is 16 bytes plus its length field (we cap
 # what we accept at 16 + 536, haproxy's recommended receive buffer for v2 with TLVs).
 _PEEK_LIMIT = 16 + 536
+# How long a new connection may stay silent before we stop looking for a PROXY header and hand
+# it over as is. Spectrum writes its header at once on connect, so a server-speaks-first origin
+# (the TCP echo) only needs a short wait; HTTP clients always speak first.
 _PROXY_WAIT = 5.0
+_PROXY_WAIT_SERVER_FIRST = 0.25
 
 
 def header_json(header: pp.ProxyHeader | None) -> dict[str, Any] | None:
@@ -77,9 +82,17 @@ async def _wait_readable(sock: socket.socket) -> None:
         loop.remove_reader(fd)
 
 
-async def strip_proxy_header(sock: socket.socket) -> pp.ProxyHeader | None:
-    """Peek at a new connection; if it starts with a PROXY header, consume exactly that header."""
-    async with asyncio.timeout(_PROXY_WAIT):
+async def strip_proxy_header(sock: socket.socket, wait: float = _PROXY_WAIT) -> pp.ProxyHeader | None:
+    """Peek at a new connection; if it starts with a PROXY header, consume exactly that header.
+    A connection silent for `wait` seconds has no header."""
+    try:
+        return await _strip(sock, wait)
+    except TimeoutError:
+        return None
+
+
+async def _strip(sock: socket.socket, wait: float) -> pp.ProxyHeader | None:
+    async with asyncio.timeout(wait):
         while True:
             await _wait_readable(sock)
             try:
@@ -90,10 +103,7 @@ async def strip_proxy_header(sock: socket.socket) -> pp.ProxyHeader | None:
                 return None
             if not pp.looks_like_proxy_header(data[:16]):
                 return None
-            try:
-                result = pp.decode(data)
-            except pp.ProxyProtocolError:
-                return None
+            result = pp.decode(data)  # a malformed header raises: the connection is closed, as haproxy does
             if isinstance(result, pp.ProxyHeader):
                 sock.recv(result.length)
                 return result
@@ -302,9 +312,9 @@ class TcpEcho(asyncio.Protocol):
         self.transport.write(data)
 
     def eof_received(self) -> bool:
-        assert self.transport is not None
-        self.transport.write_eof()
-        return True
+        # The client is done sending: returning False makes the transport flush the echo, send
+        # our FIN and close, so the half-close comes back and nothing stays half-open.
+        return False
 
 
 class UdpEcho(asyncio.DatagramProtocol):
@@ -361,6 +371,7 @@ async def serve_stream_origin(
     port: int,
     factory: Callable[[pp.ProxyHeader | None], asyncio.Protocol],
     tls: ssl.SSLContext | None = None,
+    proxy_wait: float = _PROXY_WAIT,
 ) -> None:
     """Accept loop with PROXY-header stripping; runs until cancelled."""
     offset = ctx.store.current.port_offset
@@ -376,13 +387,16 @@ async def serve_stream_origin(
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
 
+    live: weakref.WeakSet[asyncio.Transport] = weakref.WeakSet()
+
     async def handle(conn: socket.socket) -> None:
         try:
-            header = await strip_proxy_header(conn)
-            await loop.connect_accepted_socket(
+            header = await strip_proxy_header(conn, proxy_wait)
+            transport, _ = await loop.connect_accepted_socket(
                 lambda: factory(header), conn, ssl=tls, ssl_handshake_timeout=10.0 if tls else None
             )
-        except (OSError, TimeoutError, ssl.SSLError) as e:
+            live.add(transport)
+        except (OSError, TimeoutError, ssl.SSLError, pp.ProxyProtocolError) as e:
             log.debug("origins.connection.failed", origin=name, error=repr(e))
             conn.close()
 
@@ -404,6 +418,8 @@ async def serve_stream_origin(
         sock.close()
         for t in tasks:
             t.cancel()
+        for transport in list(live):
+            transport.abort()  # the demo origins stop last, after the other roles drained
 
 
 def origin_tls_context(ctx: RoleContext) -> tuple[ssl.SSLContext, _SniRecorder]:
@@ -472,7 +488,12 @@ async def serve_origins(ctx: RoleContext) -> None:
                     tls=tls,
                 )
             )
-            tg.create_task(serve_stream_origin(ctx, "tcp-echo", str(o.tcp_echo.address), lp(o.tcp_echo.port), TcpEcho))
+            tg.create_task(
+                serve_stream_origin(
+                    ctx, "tcp-echo", str(o.tcp_echo.address), lp(o.tcp_echo.port), TcpEcho,
+                    proxy_wait=_PROXY_WAIT_SERVER_FIRST,
+                )
+            )
             await asyncio.sleep(0)
             ctx.binds.role_ready("origins")
     finally:

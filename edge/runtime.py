@@ -146,7 +146,11 @@ class Binds:
 
     @property
     def ready(self) -> bool:
-        return self.expected_roles <= self.ready_roles and all(b.status == "bound" for b in self._binds.values())
+        return (
+            self.started
+            and self.expected_roles <= self.ready_roles
+            and all(b.status == "bound" for b in self._binds.values())
+        )
 
     def close_all(self) -> None:
         for key, closer in list(self._closers.items()):

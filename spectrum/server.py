@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import ipaddress
 import socket
 import ssl
@@ -48,6 +49,7 @@ import structlog
 
 from edge.config import IPAddress, Zone
 from edge.runtime import RoleContext, open_tcp_listener, open_udp_endpoint
+from spectrum import proxy_protocol as pp
 from spectrum import records as rec
 from spectrum.routing import (
     OriginTarget,
@@ -306,8 +308,6 @@ class TcpRelay:
                 ssl_ctx = self.server.origin_ssl(mode)
                 sni = app.dns.name
             dial_raw = False
-        if proxy:
-            self.hold(proxy, front=True)
         timeout = self.server.snapshot.config.limits.origin_connect_timeout
         last: BaseException | None = None
         for target in targets:
@@ -316,7 +316,7 @@ class TcpRelay:
             port = target.port if dial_raw else self.server.snapshot.dial_port(target.address, target.port)
             self.facts.origin_ip, self.facts.origin_port = str(target.address), target.port
             try:
-                await self.server.dial(self.origin, target.address, port, timeout, ssl_ctx, sni)
+                await self.server.dial(self.origin, target.address, port, timeout, ssl_ctx, sni, proxy)
                 return
             except (OSError, TimeoutError) as e:
                 last = e
@@ -370,18 +370,15 @@ class TcpRelay:
         self.last_activity = self.loop.time()
         self.timer = self.loop.call_later(self.server.idle_timeout, self._idle_check)
 
-    def hold(self, data: bytes, *, front: bool = False) -> None:
-        """Keep client bytes (or the PROXY header, in front) until the origin is connected."""
+    def hold(self, data: bytes) -> None:
+        """Keep client bytes until the origin is connected."""
         if self.pending is None:
             self.pending = bytearray()
-        if front:
-            self.pending[:0] = data
-        else:
-            self.pending += data
-            if len(self.pending) >= HIGH_WATER:
-                self.client.pause(_PENDING)
+        self.pending += data
+        if len(self.pending) >= HIGH_WATER:
+            self.client.pause(_PENDING)
         if self.origin.transport is not None and not self.origin.lost:
-            # Connected meanwhile (a TLS client sent data while the header was queued).
+            # Cannot happen today (origin_made flushes as it connects); kept as a safety net.
             self.origin.transport.write(bytes(self.pending))
             self.pending = None
 
@@ -698,15 +695,16 @@ class SpectrumServer:
         resolver = self._stub()
         if resolver is None:
             return rec.STATUS_RESOLVE_INTERNAL
-        from resolver.stub import NoData, NoSuchName, ResolveError
+        stub = importlib.import_module("resolver.stub")
+        no_answer = (stub.NoSuchName, stub.NoData)
 
         addresses: list[IPAddress] = []
         for rdtype in dns_rdtypes(route):
             try:
                 res = await resolver.resolve(app.origin_dns.name, rdtype)
-            except (NoSuchName, NoData):
+            except no_answer:
                 continue
-            except ResolveError as e:
+            except stub.ResolveError as e:
                 log.warning("spectrum.origin.resolve_failed", app=route.app_id, error=repr(e))
                 return rec.STATUS_RESOLVE_INTERNAL
             addresses += [a if not isinstance(a, str) else ipaddress.ip_address(a) for a in res.addresses]
@@ -742,11 +740,11 @@ class SpectrumServer:
     def _stub(self) -> Any:
         if self._resolver is None:
             try:
-                from resolver.stub import StubResolver
+                stub = importlib.import_module("resolver.stub")
             except ImportError:
                 log.error("spectrum.origin.no_resolver", reason="resolver.stub is not available")
                 return None
-            self._resolver = StubResolver(self.ctx.store, source_ip=self.egress)
+            self._resolver = stub.StubResolver(self.ctx.store, source_ip=self.egress)
         return self._resolver
 
     async def dial(
@@ -757,8 +755,11 @@ class SpectrumServer:
         timeout: float,
         ssl_ctx: ssl.SSLContext | None,
         sni: str | None,
+        preamble: bytes = b"",
     ) -> None:
-        """Connect `protocol` to address:port from the egress address (raises OSError/TimeoutError)."""
+        """Connect `protocol` to address:port from the egress address and write `preamble` (the
+        PROXY header) on the raw socket first, so it precedes a TLS handshake to the origin too.
+        Raises OSError or TimeoutError."""
         egress = self.egress
         family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -771,6 +772,8 @@ class SpectrumServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             async with asyncio.timeout(timeout):
                 await self.loop.sock_connect(sock, (str(address), port))
+                if preamble:
+                    await self.loop.sock_sendall(sock, preamble)
                 await self.loop.create_connection(
                     lambda: protocol,
                     sock=sock,
@@ -783,13 +786,12 @@ class SpectrumServer:
             raise
 
     def proxy_header(self, version: str, facts: rec.ConnectionFacts) -> bytes:
-        from spectrum.proxy_codec import tcp_header
-
-        return tcp_header(
-            version,
-            (_ip(facts.client_ip), facts.client_port),
-            (_ip(facts.edge_ip), facts.edge_port),
-        )
+        """PROXY v1/v2 for a TCP connection: src = who connected, dst = edge IP and app port."""
+        src = (_ip(facts.client_ip), facts.client_port)
+        dst = (_ip(facts.edge_ip), facts.edge_port)
+        if version == "v1":
+            return pp.encode_v1(src, dst)
+        return pp.encode_v2(src, dst, "tcp")
 
     def handoff_address(self) -> tuple[IPAddress, int] | None:
         """The CDN's handoff listener (address, dial port), or None when there is no CDN IP."""
@@ -808,13 +810,11 @@ class SpectrumServer:
         if context is None:
             from certs.files import EdgeCertificates, open_ca
 
-            ca = open_ca(self.ctx.state_dir)
-            if isinstance(ca, tuple):
-                ca = ca[0]
+            ca, _ = open_ca(self.ctx.state_dir)
             certs = self.ctx.extras.get("spectrum.edge_certificates")
             if certs is None:
                 certs = self.ctx.extras["spectrum.edge_certificates"] = EdgeCertificates(self.ctx.state_dir, ca)
-            context = certs.ssl_context_for_zone(zone.name)
+            context = certs.ssl_context_for_zone(zone.name, zone.settings.advanced_certificate_hosts)
             assert isinstance(context, ssl.SSLContext)
             self._edge_ssl = {k: v for k, v in self._edge_ssl.items() if k[0] == key[0]}
             self._edge_ssl[key] = context

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import sys
 from pathlib import Path
@@ -26,6 +27,8 @@ from spectrum.server import serve_spectrum
 
 
 async def main(state_dir: Path, block: int, tcp_origin: str, udp_origin: str) -> None:
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
     config = build_config(
         {

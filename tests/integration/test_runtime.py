@@ -163,3 +163,48 @@ def test_without_privileged_ports_the_offset_applies_everywhere(tmp_path: Path) 
         proc.stderr.close()
     assert "port offset 10000 applies to every listener" in err
     assert "dig @127.0.0.2 -p 10053" in err
+
+
+def generation(port: int = 8900) -> int:
+    status, body = get_json(f"http://127.0.0.1:{port}/ready")
+    assert status == 200
+    return int(body["generation"])  # type: ignore[call-overload]
+
+
+def wait_for(predicate: object, deadline: float = 10.0) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.05)  # polling an observable state of another process
+    raise AssertionError("condition not met in time")
+
+
+def test_sighup_and_file_edits_reload_and_a_bad_reload_keeps_the_live_config(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    config = tmp_path / "edge.yaml"
+    text = (root / "edge" / "default.yaml").read_text()
+    config.write_text(text)
+    log = tmp_path / "log.jsonl"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([*EDGE, "up", "--config", str(config), "--state-dir", str(tmp_path / "s"),
+                                 "--roles", "api", "--port-offset", "0", "--log-format", "json"],
+                                stdout=out, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_ready(proc, "http://127.0.0.1:8900/ready")
+        first = generation()
+        proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: generation() == first + 1)
+        config.write_text(text.replace("colo: LHR", "colo: SJC"))  # an edit alone triggers a reload
+        wait_for(lambda: generation() == first + 2)
+        config.write_text(text.replace("ssl: full", "ssl: medium"))
+        wait_for(lambda: "edge.config.reload_rejected" in log.read_text())
+        assert generation() == first + 2
+        rejected = [json.loads(line) for line in log.read_text().splitlines()
+                    if "edge.config.reload_rejected" in line]
+        assert any("zones[0].settings.ssl" in p for p in rejected[0]["problems"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        if proc.stderr:
+            proc.stderr.close()

@@ -237,7 +237,7 @@ def respond(view: View, data: bytes, *, udp: bool = True) -> Reply | None:
                 return Reply(wire, entry.rcode_name, entry.answers, qname, qtype)
         return _respond_general(view, data, udp)
     except Exception:
-        return _servfail(data)
+        return servfail(data)
 
 
 def _opt(ext_rcode: int, do: bool) -> bytes:
@@ -297,7 +297,7 @@ def _formerr(data: bytes) -> Reply | None:
     return Reply(_header_only(data, FORMERR), RCODE_NAMES[FORMERR], (), b"", -1)
 
 
-def _servfail(data: bytes) -> Reply | None:
+def servfail(data: bytes) -> Reply | None:
     """Always an answer: an internal error is SERVFAIL, echoing the ID (and question, if sound)."""
     try:
         if len(data) < 12 or data[2] & 0x80:

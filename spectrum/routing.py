@@ -49,6 +49,15 @@ class RouteKey:
 
 
 @dataclass(frozen=True, slots=True)
+class OriginTarget:
+    """One origin to dial: address and logical port (dial_port applies the offset if owned)."""
+
+    transport: str
+    address: IPAddress
+    port: int
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """The app that owns one (edge IP, transport, port)."""
 
@@ -56,6 +65,8 @@ class Route:
     app: SpectrumApp
     key: RouteKey
     range_first: int  # first port of the app's edge range (for offset mapping)
+    # origin_direct for this port, parsed once per snapshot (empty for origin_dns apps).
+    targets: tuple[OriginTarget, ...] = ()
 
     @property
     def app_id(self) -> str:
@@ -93,6 +104,7 @@ def build_routes(snapshot: Any) -> RouteTable:
         bound_last = min(last, first + MAX_PORTS_PER_APP - 1)
         if bound_last < last:
             truncated.append((listener.app.id or "", listener.ip, want, bound_last - first + 1))
+        origins = listener.app.origins()
         for port in range(first, bound_last + 1):
             key = RouteKey(listener.ip, listener.transport, port)
             existing = routes.get(key)
@@ -100,7 +112,8 @@ def build_routes(snapshot: Any) -> RouteTable:
                 if existing.app_id != (listener.app.id or ""):
                     conflicts.append((key, existing.app_id, listener.app.id or ""))
                 continue
-            routes[key] = Route(listener.zone, listener.app, key, first)
+            targets = tuple(OriginTarget(o.transport, o.address, map_port(first, port, o.ports)) for o in origins)
+            routes[key] = Route(listener.zone, listener.app, key, first, targets)
     cdn_ports = (*net.cdn_http_ports, *net.cdn_https_ports)
     unowned = set()
     for ip in snapshot.spectrum_ip_set:
@@ -146,15 +159,6 @@ def diff_listeners(current: Iterable[RouteKey], desired: Iterable[RouteKey]) -> 
 # --------------------------------------------------------------------------- origins
 
 
-@dataclass(frozen=True, slots=True)
-class OriginTarget:
-    """One origin to dial: address and logical port (dial_port applies the offset if owned)."""
-
-    transport: str
-    address: IPAddress
-    port: int
-
-
 def map_port(edge_first: int, edge_port: int, origin_ports: PortRange) -> int:
     """Edge port -> origin port: offset within equal-length ranges; a single origin port maps all."""
     if len(origin_ports) == 1:
@@ -167,6 +171,8 @@ def map_port(edge_first: int, edge_port: int, origin_ports: PortRange) -> int:
 
 def direct_targets(route: Route) -> tuple[OriginTarget, ...]:
     """The app's origin_direct entries for this route's port, in configuration order."""
+    if route.targets or route.app.origin_direct is None:
+        return route.targets
     return tuple(
         OriginTarget(o.transport, o.address, map_port(route.range_first, route.key.port, o.ports))
         for o in route.app.origins()

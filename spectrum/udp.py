@@ -215,7 +215,7 @@ class UdpListener(asyncio.DatagramProtocol):
             server.emit(rec.close_record(facts, "disconnect", rec.STATUS_ORIGIN_NOT_RESOLVED, time.time_ns()))
             return None
         target = failover_order(targets, server.turn(route.app_id))[0]
-        port = server.snapshot.dial_port(target.address, target.port)
+        port = server.dial_port(target.address, target.port)
         facts.origin_ip, facts.origin_port = str(target.address), target.port
         family = socket.AF_INET6 if target.address.version == 6 else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_DGRAM)

@@ -565,3 +565,59 @@ async def test_idle_timeout_closes_the_relay(block: int, tmp_path: Path) -> None
         await read_json_line(reader)
         assert await read_until_eof(reader, timeout=5) == b""  # closed by the edge when idle
         writer.close()
+
+
+@pytest.mark.asyncio
+async def test_udp_flow_expires_when_idle(block: int, tmp_path: Path) -> None:
+    data = default_data(block)
+    data["limits"] = {"udp_idle_timeout": 0.2}
+    async with running_edge(data, tmp_path / "state") as handle:
+        ip = app_ip(handle, "udp.example.com")
+        transport, client = await udp_client((ip, 53))
+        try:
+            me = transport.get_extra_info("sockname")
+            transport.sendto(b"ping")
+            assert await client.recv() == b"ping"
+            # The flow's timer fires at its deadline and the disconnect record follows.
+            rec = await RecordWaiter(handle).wait(lambda r: r["Event"] == "disconnect" and r["ClientPort"] == me[1])
+            assert rec["Status"] == 200 and rec["ClientBytes"] == 4 and rec["OriginBytes"] == 4
+            assert rec["ClientProto"] == "udp" and rec["ProxyProtocol"] == "simple"
+            assert len(spectrum(handle).udp) >= 1 and all(len(u.flows) == 0 for u in spectrum(handle).udp.values())
+            # A new datagram opens a new flow.
+            transport.sendto(b"again")
+            assert await client.recv() == b"again"
+        finally:
+            transport.close()
+
+
+@pytest.mark.asyncio
+async def test_http_app_is_handed_to_the_cdn(block: int, tmp_path: Path) -> None:
+    pytest.importorskip("cdn.server")
+    data = add_apps(
+        default_data(block),
+        {
+            "protocol": "tcp/8880",
+            "dns": {"type": "CNAME", "name": "web.example.com"},
+            "origin_direct": [f"tcp://127.{block}.30.1:80"],
+            "traffic_type": "http",
+        },
+    )
+    data["zones"][0]["settings"]["ssl"] = "off"
+    async with running_edge(data, tmp_path / "state", roles=("origins", "spectrum", "cdn")) as handle:
+        ip = app_ip(handle, "web.example.com")
+        reader, writer = await asyncio.open_connection(ip, 8880, local_addr=(f"127.{block}.60.8", 0))
+        port = writer.get_extra_info("sockname")[1]
+        writer.write(b"GET /via-cdn HTTP/1.1\r\nHost: web.example.com\r\nConnection: close\r\n\r\n")
+        response = await read_until_eof(reader)
+        writer.close()
+        head, _, body = response.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200"), head
+        assert b"cf-ray" in head.lower()
+        report = json.loads(body)
+        assert report["target"] == "/via-cdn"
+        headers = {k.lower(): v for k, v in report["headers"]}
+        assert headers["cf-connecting-ip"] == f"127.{block}.60.8"
+        rec = await RecordWaiter(handle).wait(lambda r: r["Event"] == "disconnect" and r["ClientPort"] == port)
+        assert rec["Status"] == 200 and rec["ProxyProtocol"] == "v2"
+        http = [r for r in handle.records("http_requests") if r.get("ClientRequestHost") == "web.example.com"]
+        assert http and http[-1]["ClientIP"] == f"127.{block}.60.8"  # the real client, from PROXY v2

@@ -458,3 +458,10 @@ def test_records_have_reference_fields() -> None:
 )
 def test_connect_error_status(exc: BaseException, status: int) -> None:
     assert rec.connect_error_status(exc) == status
+
+
+def test_handoff_port_matches_the_cdn_contract() -> None:
+    cdn_server = pytest.importorskip("cdn.server")
+    from spectrum.server import CDN_HANDOFF_PORT
+
+    assert cdn_server.HANDOFF_PORT == CDN_HANDOFF_PORT

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# DNS benchmark (not a test): dnsperf against edge's resolver and against dnsmasq serving the same
+# names, side by side in one run; prints qps for each and the ratio edge/dnsmasq.
+# Usage: bench/dns/run.sh [duration_seconds] [records]
+#   records: "log" (default; `edge up`'s sink: every dns_queries record is also a JSON log line)
+#            or "ring" (records kept in memory only, as in the test harness)
+# Addresses: 127.53.0.2 (edge, the default plan moved to block 53), 127.53.0.3 (dnsmasq), port 53.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+DUR=${1:-10}
+RECORDS=${2:-log}
+CLIENTS=${CLIENTS:-4}
+OUTSTANDING=${OUTSTANDING:-100}
+BLOCK=53
+EDGE_IP=127.$BLOCK.0.2
+DNSMASQ_IP=127.$BLOCK.0.3
+WORK=$(mktemp -d)
+PIDS=""
+cleanup() {
+  for p in $PIDS; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+for tool in dnsperf dnsmasq dig; do
+  command -v "$tool" > /dev/null || { echo "missing $tool (apt-get install dnsperf dnsmasq-base dnsutils)"; exit 2; }
+done
+
+.venv/bin/python bench/dns/gen.py --block $BLOCK --out "$WORK" --dnsmasq-address $DNSMASQ_IP
+.venv/bin/python bench/dns/serve.py --block $BLOCK --records "$RECORDS" > "$WORK/edge.out" 2> "$WORK/edge.err" &
+PIDS="$PIDS $!"
+dnsmasq --keep-in-foreground --conf-file="$WORK/dnsmasq.conf" --pid-file="$WORK/dnsmasq.pid" 2> "$WORK/dnsmasq.err" &
+PIDS="$PIDS $!"
+for _ in $(seq 200); do grep -q READY "$WORK/edge.out" && break; sleep 0.05; done
+grep -q READY "$WORK/edge.out" || { echo "edge resolver did not start:"; cat "$WORK/edge.err"; exit 1; }
+for _ in $(seq 100); do dig +short +time=1 +tries=1 @$DNSMASQ_IP www.example.com > /dev/null 2>&1 && break; sleep 0.05; done
+
+# Same answers from both (sanity): the public view of www.example.com.
+echo "edge    www.example.com: $(dig +short @$EDGE_IP www.example.com | sort | tr '\n' ' ')"
+echo "dnsmasq www.example.com: $(dig +short @$DNSMASQ_IP www.example.com | sort | tr '\n' ' ')"
+
+run() {  # ip -> qps
+  dnsperf -s "$1" -p 53 -d "$WORK/queries.txt" -l "$DUR" -c "$CLIENTS" -q "$OUTSTANDING" -T 1 > "$WORK/perf-$1.txt" 2>&1 || true
+  awk '/Queries per second/ {print $4}' "$WORK/perf-$1.txt"
+}
+lost() { awk '/Queries lost/ {print $3, $4}' "$WORK/perf-$1.txt"; }
+
+EDGE_QPS=$(run $EDGE_IP)
+DNSMASQ_QPS=$(run $DNSMASQ_IP)
+printf "%-8s %12s %s\n" server qps "lost"
+printf "%-8s %12s %s\n" edge "$EDGE_QPS" "$(lost $EDGE_IP)"
+printf "%-8s %12s %s\n" dnsmasq "$DNSMASQ_QPS" "$(lost $DNSMASQ_IP)"
+awk -v e="$EDGE_QPS" -v d="$DNSMASQ_QPS" 'BEGIN { if (d > 0) printf "ratio edge/dnsmasq: %.2fx (records: %s, %ss, -c %s -q %s)\n", e / d, "'"$RECORDS"'", '"$DUR"', '"$CLIENTS"', '"$OUTSTANDING"' }'

@@ -157,15 +157,28 @@ class Reply(NamedTuple):
 
 
 class View:
-    """One view's compiled answers. `names` maps a lower-case wire name to its node."""
+    """One view's compiled answers.
 
-    __slots__ = ("_absent", "_cache", "name", "names")
+    `names` maps a lower-case wire name to its node. `questions` maps a whole question as bytes
+    (name, type, class IN; lower-cased) straight to its entry and type: every name with the
+    common types, plus the absent names met so far (bounded). Types with a byte in "A".."Z"
+    are left out of `questions`, since lower-casing the key would change them."""
+
+    __slots__ = ("_absent", "_cache", "_static", "name", "names", "questions")
 
     def __init__(self, name: str, names: dict[bytes, Node], absent: _Finder) -> None:
         self.name = name
         self.names = names
         self._absent = absent
         self._cache: dict[bytes, Node] = {}
+        static: dict[bytes, tuple[Entry, int]] = {}
+        for owner, node in names.items():
+            for qtype in {*_COMMON_TYPES, *(t for t in node if t != OTHER)}:
+                key = _question_key(owner, qtype)
+                if key is not None:
+                    static[key] = (node.get(qtype) or node[OTHER], qtype)
+        self._static = static
+        self.questions = dict(static)
 
     def node(self, qname: bytes) -> Node:
         """The node answering `qname` (lower-case wire form): exact, wildcard, NXDOMAIN,
@@ -178,12 +191,28 @@ class View:
             node = self._absent.node_for_absent(qname)
             if len(self._cache) >= ABSENT_CACHE_SIZE:
                 self._cache.clear()
+                self.questions = dict(self._static)
             self._cache[qname] = node
         return node
 
     def entry(self, qname: bytes, qtype: int) -> Entry:
         node = self.node(qname)
         return node.get(qtype) or node[OTHER]
+
+    def remember(self, question: bytes, entry: Entry, qtype: int) -> None:
+        """Add an answered question (lower-cased bytes) to `questions`, within the bound."""
+        if len(self.questions) < len(self._static) + ABSENT_CACHE_SIZE and _question_key(b"", qtype) is not None:
+            self.questions[question] = (entry, qtype)
+
+
+_COMMON_TYPES: Final = (1, 2, 5, 6, 12, 15, 16, 28, 33, 255, 257)
+
+
+def _question_key(owner: bytes, qtype: int) -> bytes | None:
+    raw = struct.pack("!HH", qtype, CLASS_IN)
+    if raw.lower() != raw:
+        return None
+    return owner + raw
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,26 +244,32 @@ def respond(view: View, data: bytes, *, udp: bool = True) -> Reply | None:
         if type(data) is not bytes:
             data = bytes(data)
         n = len(data)
-        # Fast path: a plain query (QR 0, opcode 0, one question, nothing else, class IN).
+        # Fast path: a plain query (QR 0, opcode 0, one question, nothing else), its question
+        # known as a whole; then the same query shape with a name to look up.
         if n > 16 and data[4:12] == _ONE_QUESTION and not data[2] & 0xF8:
-            i = 12
-            while True:
-                length = data[i]
-                if length == 0 or length > 63:
-                    break
-                i += length + 1
-                if i >= n:
-                    break
-            if i < n and data[i] == 0 and i + 5 == n and data[i + 3 : i + 5] == _CLASS_IN_BYTES and i < 268:
-                qname = data[12 : i + 1]
+            question = data[12:]
+            key = question.lower()
+            hit = view.questions.get(key)
+            if hit is not None:
+                entry, qtype = hit
+            else:
+                i = 12
+                while True:
+                    length = data[i]
+                    if length == 0 or length > 63:
+                        break
+                    i += length + 1
+                    if i >= n:
+                        break
+                if not (i < n and data[i] == 0 and i + 5 == n and data[i + 3 : i + 5] == _CLASS_IN_BYTES and i < 268):
+                    return _respond_general(view, data, udp)
                 qtype = (data[i + 1] << 8) | data[i + 2]
-                key = qname.lower()
-                node = view.names.get(key) or view.node(key)
-                entry = node.get(qtype) or node[OTHER]
-                wire = data[:2] + entry.heads[data[2] & 1] + data[12:] + entry.tail
-                if udp and len(wire) > UDP_LIMIT:
-                    wire = _truncated(data[:2], entry.flags | (RD & (data[2] << 8)), data[12:], None)
-                return Reply(wire, entry.rcode_name, entry.answers, qname, qtype)
+                entry = view.entry(key[:-4], qtype)
+                view.remember(key, entry, qtype)
+            wire = data[:2] + entry.heads[data[2] & 1] + question + entry.tail
+            if udp and len(wire) > UDP_LIMIT:
+                wire = _truncated(data[:2], entry.flags | (RD & (data[2] << 8)), question, None)
+            return Reply(wire, entry.rcode_name, entry.answers, question[:-4], qtype)
         return _respond_general(view, data, udp)
     except Exception:
         return servfail(data)

@@ -52,6 +52,9 @@ class _MMsgHdr(ctypes.Structure):
     _fields_ = [("msg_hdr", _MsgHdr), ("msg_len", ctypes.c_uint)]
 
 
+_MMSG_SIZE: Final = ctypes.sizeof(_MMsgHdr)
+
+
 def _libc_calls() -> tuple[Any, Any] | None:
     if not sys.platform.startswith("linux"):
         return None
@@ -60,9 +63,9 @@ def _libc_calls() -> tuple[Any, Any] | None:
         recvmmsg, sendmmsg = libc.recvmmsg, libc.sendmmsg
     except (OSError, AttributeError):
         return None
-    recvmmsg.argtypes = [ctypes.c_int, ctypes.POINTER(_MMsgHdr), ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
+    recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
     recvmmsg.restype = ctypes.c_int
-    sendmmsg.argtypes = [ctypes.c_int, ctypes.POINTER(_MMsgHdr), ctypes.c_uint, ctypes.c_int]
+    sendmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int]
     sendmmsg.restype = ctypes.c_int
     return recvmmsg, sendmmsg
 
@@ -107,6 +110,8 @@ class BatchSocket:
                 hdr.msg_namelen = _SOCKADDR_SIZE
                 hdr.msg_iov = ctypes.pointer(iov[i])
                 hdr.msg_iovlen = 1
+        self._rmsgs_addr = ctypes.addressof(self._rmsgs)
+        self._smsgs_addr = ctypes.addressof(self._smsgs)
         # Views the hot loop reads and writes without building ctypes proxies per message.
         self._rview = memoryview(self._rpool).cast("B")
         self._sview = memoryview(self._spool).cast("B")
@@ -134,7 +139,7 @@ class BatchSocket:
         rview, sview = self._rview, self._sview
         rmsgs, siov, shdr, names = self._rmsg_list, self._siov_list, self._shdr_list, self._name_addrs
         for _ in range(ROUNDS):
-            got = self._recvmmsg(self._fd, self._rmsgs, BATCH, MSG_DONTWAIT, None)
+            got = self._recvmmsg(self._fd, self._rmsgs_addr, BATCH, MSG_DONTWAIT, None)
             if got <= 0:
                 break
             total += got
@@ -170,7 +175,7 @@ class BatchSocket:
         for _ in range(2):
             if sent >= count:
                 return
-            done = self._sendmmsg(self._fd, ctypes.byref(self._smsgs, sent * ctypes.sizeof(_MMsgHdr)), count - sent, 0)
+            done = self._sendmmsg(self._fd, self._smsgs_addr + sent * _MMSG_SIZE, count - sent, 0)
             if done <= 0:
                 return
             sent += done

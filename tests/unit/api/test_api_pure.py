@@ -207,7 +207,8 @@ def test_create_zone_and_refuse_a_duplicate() -> None:
 def test_edit_zone_and_settings() -> None:
     config = default_config()
     zid = zone_id(config)
-    assert changes.edit_zone(config, zid, {"paused": False}, NOW) == config
+    paused = changes.edit_zone(config, zid, {"paused": True}, NOW).zones[0]
+    assert paused.paused is True and paused.modified_on == NOW
     with pytest.raises(ApiError):
         changes.edit_zone(config, zid, {"name": "other.com"}, NOW)
     new = changes.edit_setting(config, zid, "ssl", {"value": "strict"}, NOW)

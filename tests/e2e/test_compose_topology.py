@@ -101,11 +101,11 @@ class Topology:
             str(ROOT / "docker" / "edge.yaml") if a == "/etc/edge/edge.yaml" else str(self.state) if a == "/state" else a
             for a in command
         ]
-        log = open(self.state.parent / f"{service}.log", "w")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(
-            ["ip", "netns", "exec", self.ns(service), "sh", str(ROOT / "docker" / "entrypoint.sh"), *command],
-            stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
-        )
+        with open(self.state.parent / f"{service}.log", "w") as log:
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", self.ns(service), "sh", str(ROOT / "docker" / "entrypoint.sh"), *command],
+                stdout=log, stderr=subprocess.STDOUT, text=True, env=env,
+            )
         self.procs.append(proc)
 
     def client(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:

@@ -81,6 +81,8 @@ def running_edge(tmp_path: Path) -> Iterator[Path]:
 
 def test_readme_experiments_run_verbatim(running_edge: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDFLARE_", "SSL_CERT", "REQUESTS_CA"))}
+    # The blocks are pasted into one shell: the first activates .venv for those after it.
+    env["PATH"] = f"{running_edge / '.venv' / 'bin'}:{env.get('PATH', '')}"
     for code, expectations in readme_blocks():
         proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", code], cwd=running_edge, env=env,
                               capture_output=True, text=True, timeout=120)

@@ -143,14 +143,10 @@ REFUSED_ENTRY: Final = make_entry(REFUSED, authoritative=False)
 REFUSED_NODE: Final[Node] = {OTHER: REFUSED_ENTRY}
 
 
-class Reply(NamedTuple):
-    """What the server sends and records for one query."""
-
-    wire: bytes
-    rcode_name: str
-    answers: tuple[str, ...]
-    qname: bytes  # the question name as sent (wire form, letter case kept); b"" if unparsed
-    qtype: int  # -1 if unparsed
+# What the server sends and records for one query, as a plain tuple (built per query, so no
+# NamedTuple): (wire, rcode name, answers as text, the question name as sent in wire form with
+# its letter case (b"" if unparsed), the query type (-1 if unparsed)).
+Reply = tuple[bytes, str, tuple[str, ...], bytes, int]
 
 
 # --------------------------------------------------------------------------- views
@@ -171,12 +167,13 @@ class View:
         self.names = names
         self._absent = absent
         self._cache: dict[bytes, Node] = {}
-        static: dict[bytes, tuple[Entry, int]] = {}
+        self.questions: dict[bytes, _Hit]
+        static: dict[bytes, _Hit] = {}
         for owner, node in names.items():
             for qtype in {*_COMMON_TYPES, *(t for t in node if t != OTHER)}:
                 key = _question_key(owner, qtype)
                 if key is not None:
-                    static[key] = (node.get(qtype) or node[OTHER], qtype)
+                    static[key] = _hit(key, node.get(qtype) or node[OTHER], qtype)
         self._static = static
         self.questions = dict(static)
 
@@ -202,10 +199,18 @@ class View:
     def remember(self, question: bytes, entry: Entry, qtype: int) -> None:
         """Add an answered question (lower-cased bytes) to `questions`, within the bound."""
         if len(self.questions) < len(self._static) + ABSENT_CACHE_SIZE and _question_key(b"", qtype) is not None:
-            self.questions[question] = (entry, qtype)
+            self.questions[question] = _hit(question, entry, qtype)
 
 
 _COMMON_TYPES: Final = (1, 2, 5, 6, 12, 15, 16, 28, 33, 255, 257)
+
+# A known question: its entry and type, and the whole reply after the ID for RD clear / set
+# when the question is sent in lower case (most stubs, dnsperf).
+_Hit = tuple[Entry, int, bytes, bytes]
+
+
+def _hit(question: bytes, entry: Entry, qtype: int) -> _Hit:
+    return (entry, qtype, entry.heads[0] + question + entry.tail, entry.heads[1] + question + entry.tail)
 
 
 def _question_key(owner: bytes, qtype: int) -> bytes | None:
@@ -235,7 +240,7 @@ class Tables:
 def answer(view: View, query: bytes, *, udp: bool = True) -> bytes | None:
     """The response to `query` in `view`, or None when it is dropped (see the module contract)."""
     reply = respond(view, query, udp=udp)
-    return None if reply is None else reply.wire
+    return None if reply is None else reply[0]
 
 
 def respond(view: View, data: bytes, *, udp: bool = True) -> Reply | None:
@@ -251,7 +256,12 @@ def respond(view: View, data: bytes, *, udp: bool = True) -> Reply | None:
             key = question.lower()
             hit = view.questions.get(key)
             if hit is not None:
-                entry, qtype = hit
+                entry, qtype, body0, body1 = hit
+                if question == key:
+                    wire = data[:2] + (body1 if data[2] & 1 else body0)
+                    if udp and len(wire) > UDP_LIMIT:
+                        wire = _truncated(data[:2], entry.flags | (RD & (data[2] << 8)), question, None)
+                    return (wire, entry.rcode_name, entry.answers, question[:-4], qtype)
             else:
                 i = 12
                 while True:
@@ -269,7 +279,7 @@ def respond(view: View, data: bytes, *, udp: bool = True) -> Reply | None:
             wire = data[:2] + entry.heads[data[2] & 1] + question + entry.tail
             if udp and len(wire) > UDP_LIMIT:
                 wire = _truncated(data[:2], entry.flags | (RD & (data[2] << 8)), question, None)
-            return Reply(wire, entry.rcode_name, entry.answers, question[:-4], qtype)
+            return (wire, entry.rcode_name, entry.answers, question[:-4], qtype)
         return _respond_general(view, data, udp)
     except Exception:
         return servfail(data)
@@ -311,14 +321,14 @@ def _respond_general(view: View, data: bytes, udp: bool) -> Reply | None:
     limit = q.udp_size if udp else 65535
     if len(wire) > limit:
         wire = _truncated(q.ident, entry.flags | rd, q.question, opt)
-    return Reply(wire, entry.rcode_name, entry.answers, q.question[:-4], q.qtype)
+    return (wire, entry.rcode_name, entry.answers, q.question[:-4], q.qtype)
 
 
 def _bare(q: ParsedQuery, rcode: int, opt: bytes | None, *, rcode_name: str | None = None) -> Reply:
     """A reply with the question (and OPT) only, e.g. NOTIMP or BADVERS."""
     flags = QR | (q.opcode << 11) | (q.flags & RD) | rcode
     wire = q.ident + struct.pack("!HHHHH", flags, 1, 0, 0, 1 if opt else 0) + q.question + (opt or b"")
-    return Reply(wire, rcode_name or RCODE_NAMES[rcode], (), q.question[:-4], q.qtype)
+    return (wire, rcode_name or RCODE_NAMES[rcode], (), q.question[:-4], q.qtype)
 
 
 def _header_only(data: bytes, rcode: int) -> bytes:
@@ -329,7 +339,7 @@ def _header_only(data: bytes, rcode: int) -> bytes:
 def _formerr(data: bytes) -> Reply | None:
     if len(data) < 12:
         return None
-    return Reply(_header_only(data, FORMERR), RCODE_NAMES[FORMERR], (), b"", -1)
+    return (_header_only(data, FORMERR), RCODE_NAMES[FORMERR], (), b"", -1)
 
 
 def servfail(data: bytes) -> Reply | None:
@@ -342,7 +352,7 @@ def servfail(data: bytes) -> Reply | None:
         except Exception:
             q = None
         if q is None:
-            return Reply(_header_only(data, SERVFAIL), RCODE_NAMES[SERVFAIL], (), b"", -1)
+            return (_header_only(data, SERVFAIL), RCODE_NAMES[SERVFAIL], (), b"", -1)
         return _bare(q, SERVFAIL, _opt(0, q.do) if q.edns else None)
     except Exception:
         return None

@@ -78,7 +78,7 @@ class _Resolver:
             reply = servfail(data)
         if reply is None:
             return None
-        qname = reply.qname
+        wire, rcode_name, answers, qname, qtype = reply
         name = self._names.get(qname)
         if name is None:
             name = self._name_text(qname)
@@ -89,15 +89,15 @@ class _Resolver:
                 "SourceIP": ip,
                 "SourcePort": port,
                 "QueryName": name,
-                "QueryType": _TYPE_TEXT.get(reply.qtype) or (type_name(reply.qtype) if reply.qtype >= 0 else ""),
+                "QueryType": _TYPE_TEXT.get(qtype) or (type_name(qtype) if qtype >= 0 else ""),
                 "View": view.name,
-                "ResponseCode": reply.rcode_name,
-                "Answers": list(reply.answers),
+                "ResponseCode": rcode_name,
+                "Answers": list(answers),
                 "DurationUs": (time.perf_counter_ns() - started) / 1000,
                 "Transport": transport,
             },
         )
-        return reply.wire
+        return wire
 
     def answer_batch(self, queries: list[bytes], peers: list[tuple[str, int]]) -> list[bytes | None]:
         """`answer` for a batch of UDP queries read together: they share the receive time (the

@@ -20,6 +20,7 @@ Everything but the `/client/v4` route is open: the admin listener is loopback-on
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import re
 from pathlib import Path
@@ -149,7 +150,75 @@ async def trace(request: web.Request) -> web.Response:
     entry = agg.rays.get(short_ray(ray))
     body["records"] = entry if entry is not None else {"request": None, "firewall_events": [],
                                                        "spectrum_events": []}
+    rid = short_ray(ray)
+    request_record = next((r for r in reversed(ctx.events.records("http_requests")) if r.get("RayID") == rid), None)
+    if request_record is not None:
+        hop = spectrum_hop(request_record, ctx.events.records("spectrum_events"), ctx.store.current)
+        if hop:
+            body["records"] = {**body["records"], "spectrum_events": hop}
+            steps = list(body["steps"])
+            # Spectrum's hop belongs right after the CDN dialled it.
+            at = next((i + 1 for i, st in enumerate(steps) if st.get("stage") == "origin"), len(steps))
+            body["steps"] = [*steps[:at], *spectrum_steps(hop), *steps[at:]]
     return json_response(body)
+
+
+def spectrum_hop(
+    request: dict[str, Any], spectrum_records: list[dict[str, Any]], snapshot: Any
+) -> list[dict[str, Any]]:
+    """The Spectrum connection(s) a CDN request went through, when its origin was a Spectrum IP.
+
+    Spectrum sees only bytes (often TLS), never the ray id, so the hop is found the way a
+    person would: a connection from the CDN egress address to that Spectrum IP and port that was
+    open when the request was sent (matched on the CDN's local port too when the trace has it)."""
+    origin_ip = str(request.get("OriginIP") or "")
+    if not origin_ip:
+        return []
+    try:
+        if not snapshot.is_spectrum_ip(ipaddress.ip_address(origin_ip)):
+            return []
+    except ValueError:
+        return []
+    egress = str(request.get("EdgeServerIP") or "")
+    start = int(request.get("EdgeStartTimestamp") or 0)
+    end = int(request.get("EdgeEndTimestamp") or 0) or start
+    local_port = request.get("OriginLocalPort")
+    # The latest record of each connection (a disconnect carries the origin and byte counts).
+    latest: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for r in spectrum_records:
+        if r.get("EdgeIP") != origin_ip or r.get("ClientIP") != egress:
+            continue
+        if local_port is not None and r.get("ClientPort") != local_port:
+            continue
+        latest[(r.get("ClientPort"), r.get("ConnectTimestamp"))] = r
+    found = []
+    for r in latest.values():
+        opened = int(r.get("ConnectTimestamp") or r.get("Timestamp") or 0)
+        ended = int(r.get("DisconnectTimestamp") or 0)
+        if opened <= end and (ended == 0 or ended >= start):
+            found.append(r)
+    return found[-1:] if local_port is not None else found[-3:]
+
+
+def spectrum_steps(hop: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    steps = []
+    for r in hop:
+        steps.append({
+            "stage": "spectrum",
+            "decision": "relayed",
+            "owner": "spectrum",
+            "app": r.get("Application"),
+            "hostname": r.get("AppHostname"),
+            "edge": f"{r.get('EdgeIP')}:{r.get('EdgePort')}",
+            "client": f"{r.get('ClientIP')}:{r.get('ClientPort')} (the CDN egress: who connected)",
+            "proxy_protocol": r.get("ProxyProtocol"),
+            "origin": f"{r.get('OriginIP')}:{r.get('OriginPort')}" if r.get("OriginIP") else "(connection open)",
+            "event": r.get("Event"),
+            "tls": r.get("OriginTlsMode"),
+        })
+    if len(hop) > 1:
+        steps[0]["note"] = "several open connections from the CDN matched; the request used one of them"
+    return steps
 
 
 async def traces(request: web.Request) -> web.Response:

@@ -26,7 +26,6 @@ import ipaddress
 import json
 import socket
 import ssl
-import weakref
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -387,7 +386,7 @@ async def serve_stream_origin(
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
 
-    live: weakref.WeakSet[asyncio.Transport] = weakref.WeakSet()
+    live: set[asyncio.Transport] = set()  # uvloop's TLS transports can't be weakly referenced
 
     async def handle(conn: socket.socket) -> None:
         try:
@@ -396,6 +395,8 @@ async def serve_stream_origin(
                 lambda: factory(header), conn, ssl=tls, ssl_handshake_timeout=10.0 if tls else None
             )
             live.add(transport)
+            if len(live) > 256:
+                live.difference_update([t for t in live if t.is_closing()])
         except (OSError, TimeoutError, ssl.SSLError, pp.ProxyProtocolError) as e:
             log.debug("origins.connection.failed", origin=name, error=repr(e))
             conn.close()

@@ -274,6 +274,8 @@ def respond(view: View, data: bytes, *, udp: bool = True) -> Reply | None:
                 if not (i < n and data[i] == 0 and i + 5 == n and data[i + 3 : i + 5] == _CLASS_IN_BYTES and i < 268):
                     return _respond_general(view, data, udp)
                 qtype = (data[i + 1] << 8) | data[i + 2]
+                if qtype in (TYPE_AXFR, TYPE_IXFR):
+                    return _respond_general(view, data, udp)
                 entry = view.entry(key[:-4], qtype)
                 view.remember(key, entry, qtype)
             wire = data[:2] + entry.heads[data[2] & 1] + question + entry.tail

@@ -1,0 +1,153 @@
+"""The resolver role on real sockets (127.0.0.2:53, port offset 0), with the store it follows.
+
+`open_resolver(tmp_path, config)` builds a Store in `tmp_path`, runs `serve_resolver` in a task
+with a RoleContext, waits for `role_ready("resolver")` (no sleeps) and yields a `ResolverEnv`.
+Queries go through `dig` (run as a subprocess, so the loop keeps serving) or raw sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import struct
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edge.config import build_config, default_config_text, parse_yaml
+from edge.events import EventSink, Record
+from edge.runtime import Binds, Connections, RoleContext
+from edge.store import Store
+from resolver.server import serve_resolver
+
+SERVER = "127.0.0.2"
+PORT = 53
+CDN_EGRESS = "127.0.10.254"
+
+EXTRA_RECORDS: list[dict[str, Any]] = [
+    {"name": "v6.example.com", "type": "AAAA", "content": "2001:db8::1", "ttl": 300},
+    {"name": "alias.example.com", "type": "CNAME", "content": "origin.example.com", "ttl": 600},
+    {"name": "example.com", "type": "MX", "content": "mail.example.com", "priority": 10, "ttl": 300},
+    {"name": "example.com", "type": "CAA", "content": '0 issue "letsencrypt.org"', "ttl": 300},
+    {"name": "_sip._tcp.example.com", "type": "SRV", "content": "10 5 5060 sip.example.com", "ttl": 300},
+    {"name": "*.wild.example.com", "type": "A", "content": "192.0.2.50", "ttl": 300},
+    *({"name": "many.example.com", "type": "A", "content": f"198.51.100.{i}", "ttl": 300} for i in range(1, 41)),
+]
+
+
+def resolver_config(**limits: Any) -> dict[str, Any]:
+    """The built-in default config plus one record of each kind, port offset 0."""
+    data = parse_yaml(default_config_text())
+    data["network"]["port_offset"] = 0
+    data["zones"][0]["dns_records"] = [*data["zones"][0]["dns_records"], *copy.deepcopy(EXTRA_RECORDS)]
+    if limits:
+        data["limits"] = {**data.get("limits", {}), **limits}
+    return data
+
+
+@dataclass
+class ResolverEnv:
+    ctx: RoleContext
+    task: asyncio.Task[None]
+
+    @property
+    def store(self) -> Store:
+        return self.ctx.store
+
+    def records(self) -> list[Record]:
+        return self.ctx.events.records("dns_queries")
+
+    def apply(self, data: dict[str, Any]) -> None:
+        self.store.apply(build_config(data), source="test")
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        self.ctx.binds.close_all()
+
+
+@contextlib.asynccontextmanager
+async def open_resolver(state_dir: Path, config: dict[str, Any] | None = None) -> AsyncIterator[ResolverEnv]:
+    store = Store(state_dir, port_offset=0)
+    store.open_config(build_config(config if config is not None else resolver_config()), source="test")
+    ctx = RoleContext(
+        store=store,
+        events=EventSink(log_records=False),
+        binds=Binds(),
+        connections=Connections(),
+        state_dir=state_dir,
+        roles=("resolver",),
+    )
+    task = asyncio.create_task(serve_resolver(ctx))
+    env = ResolverEnv(ctx, task)
+    try:
+        async with asyncio.timeout(10):
+            while "resolver" not in ctx.binds.ready_roles:
+                failed = [b.reason for b in ctx.binds.all() if b.status == "failed"]
+                if failed:
+                    raise RuntimeError(f"resolver did not bind: {failed}")
+                if task.done():
+                    task.result()
+                    raise RuntimeError("serve_resolver returned")
+                ctx.binds.changed.clear()
+                await ctx.binds.changed.wait()
+        yield env
+    finally:
+        await env.stop()
+        ctx.connections.abort_all()
+        store.close()
+
+
+async def dig(*args: str, server: str = SERVER, port: int = PORT) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "dig",
+        "+time=2",
+        "+tries=1",
+        f"@{server}",
+        "-p",
+        str(port),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    return out.decode()
+
+
+async def dig_short(*args: str) -> list[str]:
+    return sorted(line for line in (await dig("+short", *args)).splitlines() if line)
+
+
+class _Catcher(asyncio.DatagramProtocol):
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes] = asyncio.Queue()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.queue.put_nowait(data)
+
+
+async def udp_exchange(payload: bytes, *, timeout: float = 2.0, source: str = "127.0.0.1") -> bytes | None:
+    """Send one datagram to the resolver; its answer, or None if none came within `timeout`."""
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_datagram_endpoint(
+        _Catcher, local_addr=(source, 0), remote_addr=(SERVER, PORT)
+    )
+    try:
+        transport.sendto(payload)
+        try:
+            async with asyncio.timeout(timeout):
+                return await proto.queue.get()
+        except TimeoutError:
+            return None
+    finally:
+        transport.close()
+
+
+def dns_query(name: str, qtype: int = 1, ident: int = 0x4242) -> bytes:
+    out = struct.pack("!HHHHHH", ident, 0x0100, 1, 0, 0, 0)
+    for label in name.split("."):
+        out += bytes([len(label)]) + label.encode()
+    return out + b"\x00" + struct.pack("!HH", qtype, 1)

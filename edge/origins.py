@@ -32,7 +32,7 @@ from typing import Any, cast
 import h11
 import structlog
 
-from edge.runtime import Bind, RoleContext, bind_remedy
+from edge.runtime import Bind, RoleContext, bind_remedy, open_raw_listener
 from spectrum import proxy_protocol as pp
 
 log = structlog.get_logger("edge.origins")
@@ -349,20 +349,6 @@ class UdpEcho(asyncio.DatagramProtocol):
         self.transport.sendto(prefix + payload, addr)
 
 
-def _listen_socket(address: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((address, port))
-        sock.listen(1024)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
 async def serve_stream_origin(
     ctx: RoleContext,
     name: str,
@@ -373,16 +359,10 @@ async def serve_stream_origin(
     proxy_wait: float = _PROXY_WAIT,
 ) -> None:
     """Accept loop with PROXY-header stripping; runs until cancelled."""
-    offset = ctx.store.current.port_offset
-    bind = Bind("origins", name, "tcp", address, port)
-    try:
-        sock = _listen_socket(address, port)
-    except OSError as e:
-        bind.status, bind.reason = "failed", bind_remedy(e, address, port, offset)
-        ctx.binds.record(bind)
+    sock = open_raw_listener(ctx.binds, role="origins", name=name, address=address, port=port,
+                             port_offset=ctx.store.current.port_offset)
+    if sock is None:
         return
-    bind.status = "bound"
-    ctx.binds.record(bind, sock.close)
     loop = asyncio.get_running_loop()
     tasks: set[asyncio.Task[None]] = set()
 

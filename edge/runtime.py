@@ -183,6 +183,39 @@ def bind_remedy(err: OSError, address: str, port: int, port_offset: int) -> str:
     return f"cannot bind {address}:{port}: {err.strerror or err}"
 
 
+def listen_socket(address: str, port: int, backlog: int = 1024) -> socket.socket:
+    """A bound, listening, non-blocking TCP socket, for accept loops that must see a connection
+    before any protocol does (to peek at a PROXY header). Closed again if any step fails."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((address, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def open_raw_listener(
+    binds: Binds, *, role: str, name: str, address: str, port: int, port_offset: int = 0
+) -> socket.socket | None:
+    """`listen_socket` with its outcome recorded for /ready (None, recorded as failed, on error)."""
+    bind = Bind(role, name, "tcp", address, port)
+    try:
+        sock = listen_socket(address, port)
+    except OSError as e:
+        bind.status, bind.reason = "failed", bind_remedy(e, address, port, port_offset)
+        binds.record(bind)
+        log.error("runtime.bind.failed", role=role, name=name, address=address, port=port, reason=bind.reason)
+        return None
+    bind.status = "bound"
+    binds.record(bind, sock.close)
+    return sock
+
+
 async def open_tcp_listener(
     binds: Binds,
     *,

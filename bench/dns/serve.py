@@ -37,7 +37,12 @@ async def main(args: argparse.Namespace) -> int:
         store.open_config(config)
         events = EventSink(log_records=args.records == "log")
         ctx = RoleContext(
-            store=store, events=events, binds=Binds(), connections=Connections(), state_dir=Path(tmp), roles=("resolver",)
+            store=store,
+            events=events,
+            binds=Binds(),
+            connections=Connections(),
+            state_dir=Path(tmp),
+            roles=("resolver",),
         )
         task = asyncio.create_task(serve_resolver(ctx))
         while "resolver" not in ctx.binds.ready_roles:

@@ -39,7 +39,7 @@ EXTRA_RECORDS: list[dict[str, Any]] = [
 
 def resolver_config(**limits: Any) -> dict[str, Any]:
     """The built-in default config plus one record of each kind, port offset 0."""
-    data = parse_yaml(default_config_text())
+    data: dict[str, Any] = parse_yaml(default_config_text())
     data["network"]["port_offset"] = 0
     data["zones"][0]["dns_records"] = [*data["zones"][0]["dns_records"], *copy.deepcopy(EXTRA_RECORDS)]
     if limits:
@@ -132,9 +132,7 @@ class _Catcher(asyncio.DatagramProtocol):
 async def udp_exchange(payload: bytes, *, timeout: float = 2.0, source: str = "127.0.0.1") -> bytes | None:
     """Send one datagram to the resolver; its answer, or None if none came within `timeout`."""
     loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_datagram_endpoint(
-        _Catcher, local_addr=(source, 0), remote_addr=(SERVER, PORT)
-    )
+    transport, proto = await loop.create_datagram_endpoint(_Catcher, local_addr=(source, 0), remote_addr=(SERVER, PORT))
     try:
         transport.sendto(payload)
         try:

@@ -10,7 +10,18 @@ from pathlib import Path
 import dnslib
 import pytest
 import pytest_asyncio
-from resolver_env import CDN_EGRESS, PORT, SERVER, ResolverEnv, dig, dig_short, dns_query, open_resolver, resolver_config, udp_exchange
+from resolver_env import (
+    CDN_EGRESS,
+    PORT,
+    SERVER,
+    ResolverEnv,
+    dig,
+    dig_short,
+    dns_query,
+    open_resolver,
+    resolver_config,
+    udp_exchange,
+)
 
 from resolver.framing import TcpFramer, encode_frame
 
@@ -136,7 +147,9 @@ async def test_tcp_two_queries_on_one_connection_with_dig(env: ResolverEnv) -> N
 async def test_tcp_pipelined_queries_raw(env: ResolverEnv) -> None:
     reader, writer = await asyncio.open_connection(SERVER, PORT)
     try:
-        writer.write(encode_frame(dns_query("www.example.com", ident=1)) + encode_frame(dns_query("example.com", 16, ident=2)))
+        writer.write(
+            encode_frame(dns_query("www.example.com", ident=1)) + encode_frame(dns_query("example.com", 16, ident=2))
+        )
         framer = TcpFramer()
         got: list[bytes] = []
         async with asyncio.timeout(5):

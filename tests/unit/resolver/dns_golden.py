@@ -38,10 +38,7 @@ ZONE_CONFIG: dict[str, Any] = {
                 {"name": "sub", "type": "NS", "content": "ns.sub.example.com", "ttl": 3600},
                 {"name": "ns.sub", "type": "A", "content": "192.0.2.53", "ttl": 3600},
             ]
-            + [
-                {"name": "many", "type": "A", "content": f"198.51.100.{i}", "ttl": 300}
-                for i in range(1, 41)
-            ],
+            + [{"name": "many", "type": "A", "content": f"198.51.100.{i}", "ttl": 300} for i in range(1, 41)],
             "spectrum_apps": [
                 {
                     "protocol": "tcp/22",

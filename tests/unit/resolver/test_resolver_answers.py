@@ -50,7 +50,9 @@ def test_public_proxied_a_answers_cdn_ips_at_ttl_300(tables: Tables) -> None:
 
 
 def test_public_proxied_name_answers_aaaa_with_cdn_v6(tables: Tables) -> None:
-    expected = header(0x1234, QR_AA_RD, an=1) + question("www.example.com", AAAA) + rr(PTR, AAAA, 300, a("2001:db8:cf::1"))
+    expected = (
+        header(0x1234, QR_AA_RD, an=1) + question("www.example.com", AAAA) + rr(PTR, AAAA, 300, a("2001:db8:cf::1"))
+    )
     assert ask(tables, "public", "www.example.com", AAAA) == expected
 
 
@@ -116,7 +118,9 @@ def test_cname_chain_answered_with_the_chain(tables: Tables) -> None:
 
 def test_cname_query_type_answers_the_cname_only(tables: Tables) -> None:
     expected = (
-        header(0x1234, QR_AA_RD, an=1) + question("alias.example.com", CNAME) + rr(PTR, CNAME, 600, wname("origin.example.com"))
+        header(0x1234, QR_AA_RD, an=1)
+        + question("alias.example.com", CNAME)
+        + rr(PTR, CNAME, 600, wname("origin.example.com"))
     )
     assert ask(tables, "public", "alias.example.com", CNAME) == expected
 
@@ -169,7 +173,9 @@ def test_aaaa(tables: Tables) -> None:
 
 
 def test_soa_is_synthesised_with_the_generation_as_serial(tables: Tables) -> None:
-    expected = header(0x1234, QR_AA_RD, an=1) + question("example.com", SOA) + rr(PTR, SOA, 1800, soa_rdata("example.com"))
+    expected = (
+        header(0x1234, QR_AA_RD, an=1) + question("example.com", SOA) + rr(PTR, SOA, 1800, soa_rdata("example.com"))
+    )
     assert ask(tables, "public", "example.com", SOA) == expected
 
 
@@ -193,7 +199,9 @@ def test_any_answers_every_rrset_at_the_name(tables: Tables) -> None:
 def test_uncommon_type_falls_back_to_the_general_path(tables: Tables) -> None:
     # HTTPS (65 = "A" in ASCII) cannot sit in the lower-cased question table: same answer anyway.
     expected = (
-        header(0x1234, QR_AA_RD, ns=1) + question("origin.example.com", HTTPS) + rr(wname("example.com"), SOA, 300, soa_rdata("example.com"))
+        header(0x1234, QR_AA_RD, ns=1)
+        + question("origin.example.com", HTTPS)
+        + rr(wname("example.com"), SOA, 300, soa_rdata("example.com"))
     )
     assert ask(tables, "public", "origin.example.com", HTTPS) == expected
 
@@ -203,7 +211,9 @@ def test_uncommon_type_falls_back_to_the_general_path(tables: Tables) -> None:
 
 def test_nxdomain_with_soa(tables: Tables) -> None:
     expected = (
-        header(0x1234, 0x8503, ns=1) + question("nope.example.com", A) + rr(wname("example.com"), SOA, 300, soa_rdata("example.com"))
+        header(0x1234, 0x8503, ns=1)
+        + question("nope.example.com", A)
+        + rr(wname("example.com"), SOA, 300, soa_rdata("example.com"))
     )
     assert ask(tables, "public", "nope.example.com", A) == expected
     # Answered again from the absent-name cache: identical.
@@ -212,7 +222,9 @@ def test_nxdomain_with_soa(tables: Tables) -> None:
 
 def test_nodata_with_soa(tables: Tables) -> None:
     expected = (
-        header(0x1234, QR_AA_RD, ns=1) + question("origin.example.com", AAAA) + rr(wname("example.com"), SOA, 300, soa_rdata("example.com"))
+        header(0x1234, QR_AA_RD, ns=1)
+        + question("origin.example.com", AAAA)
+        + rr(wname("example.com"), SOA, 300, soa_rdata("example.com"))
     )
     assert ask(tables, "public", "origin.example.com", AAAA) == expected
 
@@ -339,7 +351,10 @@ def test_respond_reports_what_the_record_needs(tables: Tables) -> None:
 
 
 def test_bad_records_are_left_out_not_fatal() -> None:
-    config = {**ZONE_CONFIG, "zones": [{"name": "example.com", "dns_records": [{"name": "x", "type": "TLSA", "content": "not tlsa"}]}]}
+    config = {
+        **ZONE_CONFIG,
+        "zones": [{"name": "example.com", "dns_records": [{"name": "x", "type": "TLSA", "content": "not tlsa"}]}],
+    }
     tables = build_tables(compile_snapshot(config))
     assert tables.problems and "TLSA" in tables.problems[0]
     # The record is not served, so its name does not exist.

@@ -28,7 +28,9 @@ def test_answer_on_arbitrary_bytes(tables: Tables, data: bytes, udp: bool) -> No
             assert out[:2] == data[:2] and out[2] & 0x80  # the ID echoed, a response
 
 
-_labels = st.lists(st.sampled_from(["www", "WWW", "x", "wild", "*", "sub", "example", "com", "org", "a" * 63, "\x00", "."]), max_size=6)
+_labels = st.lists(
+    st.sampled_from(["www", "WWW", "x", "wild", "*", "sub", "example", "com", "org", "a" * 63, "\x00", "."]), max_size=6
+)
 
 
 @_SETTINGS
@@ -41,7 +43,13 @@ _labels = st.lists(st.sampled_from(["www", "WWW", "x", "wild", "*", "sub", "exam
     tail=st.binary(max_size=40),
 )
 def test_answer_on_query_shaped_bytes(
-    tables: Tables, labels: list[str], qtype: int, qclass: int, flags: int, counts: tuple[int, int, int, int], tail: bytes
+    tables: Tables,
+    labels: list[str],
+    qtype: int,
+    qclass: int,
+    flags: int,
+    counts: tuple[int, int, int, int],
+    tail: bytes,
 ) -> None:
     name = b"".join(bytes([len(lab.encode())]) + lab.encode() for lab in labels) + b"\x00"
     data = struct.pack("!HHHHHH", 77, flags, *counts) + name + struct.pack("!HH", qtype, qclass) + tail

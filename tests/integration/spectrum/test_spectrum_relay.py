@@ -31,6 +31,7 @@ from edge.config import build_config
 from edge.harness import EdgeHandle
 from spectrum.server import HIGH_WATER, READ_SIZE
 
+
 @pytest.fixture
 def block() -> int:
     return pick_block()

@@ -14,6 +14,7 @@ import time
 import structlog
 from aiohttp import web
 
+from certs.files import write_atomic
 from edge.harness import ready_report
 from edge.runtime import Bind, RoleContext, bind_remedy
 
@@ -88,6 +89,9 @@ async def serve_admin(ctx: RoleContext) -> None:
             await asyncio.Event().wait()
         bind.status = "bound"
         ctx.binds.record(bind, lambda: None)
+        # Where this admin listener really is (port offset included), for `edge trace` and scripts.
+        host = f"[{address}]" if ":" in address else address
+        write_atomic(ctx.state_dir / "admin.url", f"http://{host}:{port}\n".encode(), 0o644)
         ctx.binds.role_ready("api")
         await asyncio.Event().wait()
     finally:

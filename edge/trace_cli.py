@@ -236,6 +236,13 @@ def api_base(api: str | None, state_dir: str | None) -> str:
     from edge.config import build_config, default_config
     from edge.store import resolve_port_offset
 
+    written = Path(state_dir or ".edge") / "admin.url"  # written by the running admin listener
+    try:
+        url = written.read_text(encoding="utf-8").strip()
+    except OSError:
+        url = ""
+    if url.startswith("http"):
+        return url.rstrip("/")
     db = Path(state_dir or ".edge") / "edge.db"
     config = default_config()
     if db.is_file():

@@ -1,12 +1,13 @@
 """Generate the benchmark's inputs from the default config's public view (moved to 127.<block>):
 a dnsmasq config answering the same names, and a dnsperf query file.
 
-    python bench/dns/gen.py --block 53 --out DIR   -> DIR/dnsmasq.conf, DIR/queries.txt
+    python bench/dns/gen.py --block 53 --out DIR   -> DIR/dnsmasq.conf, DIR/queries.txt, DIR/edge.yaml
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from edge.config import build_config, default_config_text, parse_yaml
@@ -22,7 +23,8 @@ def main() -> None:
     args = parser.parse_args()
     data = parse_yaml(default_config_text())
     data["network"]["port_offset"] = 0
-    config = build_config(relocate(data, args.block))
+    moved = relocate(data, args.block)
+    config = build_config(moved)
     snap = build_snapshot(config, 1, 0)
     net = config.network
     cdn = ",".join(str(ip) for ip in net.cdn_ips if ip.version == 4)
@@ -52,6 +54,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "dnsmasq.conf").write_text("\n".join(line for line in lines if line) + "\n")
     (args.out / "queries.txt").write_text("\n".join(queries) + "\n")
+    (args.out / "edge.yaml").write_text(json.dumps(moved, indent=1))  # JSON is YAML: for `edge up --config`
 
 
 if __name__ == "__main__":

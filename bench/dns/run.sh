@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # DNS benchmark (not a test): dnsperf against edge's resolver and against dnsmasq serving the same
 # names, side by side in one run; prints qps for each and the ratio edge/dnsmasq.
-# Usage: bench/dns/run.sh [duration_seconds] [records]
-#   records: "log" (default; `edge up`'s sink: every dns_queries record is also a JSON log line)
-#            or "ring" (records kept in memory only, as in the test harness)
+# Usage: bench/dns/run.sh [duration_seconds] [mode]
+#   mode: "ring" (default; bench/dns/serve.py, records kept in memory as in the test harness),
+#         "log"  (bench/dns/serve.py with `edge up`'s sink: every dns_queries record is also a
+#                 JSON log line), or
+#         "cli"  (`edge up --roles resolver`, logging to a file).
 # Addresses: 127.53.0.2 (edge, the default plan moved to block 53), 127.53.0.3 (dnsmasq), port 53.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DUR=${1:-10}
-RECORDS=${2:-log}
+RECORDS=${2:-ring}
 CLIENTS=${CLIENTS:-4}
 OUTSTANDING=${OUTSTANDING:-100}
 BLOCK=53
@@ -27,8 +29,15 @@ for tool in dnsperf dnsmasq dig; do
 done
 
 .venv/bin/python bench/dns/gen.py --block $BLOCK --out "$WORK" --dnsmasq-address $DNSMASQ_IP
-.venv/bin/python bench/dns/serve.py --block $BLOCK --records "$RECORDS" > "$WORK/edge.out" 2> "$WORK/edge.err" &
-PIDS="$PIDS $!"
+if [ "$RECORDS" = cli ]; then
+  .venv/bin/edge up --config "$WORK/edge.yaml" --state-dir "$WORK/state" --roles resolver --port-offset 0 \
+    --log-format json > "$WORK/edge.log" 2> "$WORK/edge.err" &
+  PIDS="$PIDS $!"
+  for _ in $(seq 300); do grep -q "edge: ready" "$WORK/edge.err" && echo READY > "$WORK/edge.out" && break; sleep 0.05; done
+else
+  .venv/bin/python bench/dns/serve.py --block $BLOCK --records "$RECORDS" > "$WORK/edge.out" 2> "$WORK/edge.err" &
+  PIDS="$PIDS $!"
+fi
 dnsmasq --keep-in-foreground --conf-file="$WORK/dnsmasq.conf" --pid-file="$WORK/dnsmasq.pid" 2> "$WORK/dnsmasq.err" &
 PIDS="$PIDS $!"
 for _ in $(seq 200); do grep -q READY "$WORK/edge.out" && break; sleep 0.05; done

@@ -9,6 +9,8 @@ the ratios compare like with like. Scenarios:
 - multi: 64 connections download BULK/64 each at once, aggregate MB/s;
 - connrate: new connections per second, each `GET /small` HTTP/1.0 (request, 2-byte answer, close);
 - udp: 512-byte datagrams per second echoed through the proxy (haproxy has no UDP);
+- direct (a row, not a scenario): the client talks to the origins with no proxy, the ceiling of
+  the harness itself;
 - idle: RSS growth of the proxy per idle connection with IDLE (default 10,000) connections open.
 
 Bounded: every scenario has a fixed size or duration. Not a test. Run via `bench/spectrum/run.sh`.
@@ -29,9 +31,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing import Pool
 from pathlib import Path
+from typing import Any
 
 BLOCK = 99
 ORIGIN_HTTP = (f"127.{BLOCK}.30.1", 8080)
@@ -357,13 +360,32 @@ def idle(addr: tuple[str, int], pids: list[int], n: int) -> float:
 # --------------------------------------------------------------------------- main
 
 
+SCENARIOS = ("bulk", "multi", "connrate", "udp", "idle")
+PROXIES = ("direct", "edge", "nginx", "haproxy")
+
+
+def measure(name: str, scenario: str, repeat: int, run: Callable[..., float], *args: Any) -> float:
+    """Median of `repeat` runs; every run is printed (the spread matters on a shared machine)."""
+    values = []
+    for _ in range(repeat):
+        values.append(run(*args))
+        print(f"# {name}: {scenario} {values[-1]:.1f}", file=sys.stderr, flush=True)
+    values.sort()
+    return values[len(values) // 2]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bulk", type=int, default=2 << 30, help="bytes for the one-connection transfer")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds for connrate and udp")
     ap.add_argument("--idle", type=int, default=10_000, help="idle connections")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of bulk/multi/connrate/udp (median shown)")
+    ap.add_argument("--proxies", default=",".join(PROXIES), help="comma-separated subset of " + ",".join(PROXIES))
+    ap.add_argument("--scenarios", default=",".join(SCENARIOS), help="comma-separated subset of " + ",".join(SCENARIOS))
     ap.add_argument("--udp-echo", required=True, help="compiled udp_echo binary")
     args = ap.parse_args()
+    wanted = [p for p in PROXIES if p in args.proxies.split(",")]
+    scenarios = set(args.scenarios.split(","))
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     # Each idle connection costs the proxy two descriptors (client + origin); stay under the
@@ -381,46 +403,56 @@ def main() -> int:
             nginx_stream(work) as ng_pids,
             haproxy(work) as ha_pids,
         ):
-            proxies = {
+            # direct: the client talks to the origins with no proxy: the ceiling of the harness
+            # (client + origin + loopback). No idle row: there is no proxy to weigh.
+            proxies: dict[str, tuple[tuple[str, int], tuple[str, int] | None, list[int] | None]] = {
+                "direct": (ORIGIN_HTTP, ORIGIN_UDP, None),
                 "edge": ((tcp_ip, 9000), (udp_ip, 9053), edge_pids),
                 "nginx": (NGINX, (NGINX[0], 9053), ng_pids),
                 "haproxy": (HAPROXY, None, ha_pids),
             }
-            for name, (tcp, udp, pids) in proxies.items():
+            for name in wanted:
+                tcp, udp, pids = proxies[name]
                 r: dict[str, float] = {}
-                print(f"# {name}: bulk", file=sys.stderr, flush=True)
-                r["bulk_MBps"] = bulk(tcp, args.bulk)
-                print(f"# {name}: multi", file=sys.stderr, flush=True)
-                r["multi64_MBps"] = multi(tcp, work, args.bulk)
-                print(f"# {name}: connrate", file=sys.stderr, flush=True)
-                r["conn_per_s"] = connrate(tcp, args.duration)
-                if udp is not None:
-                    print(f"# {name}: udp", file=sys.stderr, flush=True)
-                    r["udp_dgram_per_s"] = udp_rate(udp, args.duration)
-                print(f"# {name}: idle", file=sys.stderr, flush=True)
-                r["idle_KiB_per_conn"] = idle(tcp, pids, args.idle)
+                n = args.repeat
+                if "bulk" in scenarios:
+                    r["bulk_MBps"] = measure(name, "bulk", n, bulk, tcp, args.bulk)
+                if "multi" in scenarios:
+                    r["multi64_MBps"] = measure(name, "multi", n, multi, tcp, work, args.bulk)
+                if "connrate" in scenarios:
+                    r["conn_per_s"] = measure(name, "connrate", n, connrate, tcp, args.duration)
+                if udp is not None and "udp" in scenarios:
+                    r["udp_dgram_per_s"] = measure(name, "udp", n, udp_rate, udp, args.duration)
+                if pids is not None and "idle" in scenarios:
+                    print(f"# {name}: idle", file=sys.stderr, flush=True)
+                    r["idle_KiB_per_conn"] = idle(tcp, pids, args.idle)
                 results[name] = r
                 print(f"# {name}: {r}", file=sys.stderr, flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     metrics = ["bulk_MBps", "multi64_MBps", "conn_per_s", "udp_dgram_per_s", "idle_KiB_per_conn"]
-    print(f"{'metric':<20}{'edge':>12}{'nginx':>12}{'haproxy':>12}{'edge/nginx':>12}{'edge/haproxy':>14}")
+    cols = [p for p in PROXIES if p in results]
+    print(f"{'metric':<20}" + "".join(f"{c:>12}" for c in cols) + f"{'edge/nginx':>12}{'edge/haproxy':>14}")
     for m in metrics:
-        e, n, h = (results[p].get(m) for p in ("edge", "nginx", "haproxy"))
+        got = {c: results[c].get(m) for c in cols}
+        if not any(v is not None for v in got.values()):
+            continue
+        e, nn, h = got.get("edge"), got.get("nginx"), got.get("haproxy")
 
         def fmt(v: float | None) -> str:
             return f"{v:12.1f}" if v is not None else f"{'-':>12}"
 
-        rn = f"{e / n:12.2f}" if e and n else f"{'-':>12}"
+        rn = f"{e / nn:12.2f}" if e and nn else f"{'-':>12}"
         rh = f"{e / h:14.2f}" if e and h else f"{'-':>14}"
-        print(f"{m:<20}{fmt(e)}{fmt(n)}{fmt(h)}{rn}{rh}")
-    re_, rn_ = results["edge"], results["nginx"]
+        print(f"{m:<20}" + "".join(fmt(got[c]) for c in cols) + f"{rn}{rh}")
+    re_, rn_ = results.get("edge", {}), results.get("nginx", {})
     print()
     print("targets: bulk >= 1.5x nginx; conn/s >= 0.7x nginx; udp >= 1.0x nginx; <= 20 KiB per idle connection")
-    print(f"  bulk       {re_['bulk_MBps'] / rn_['bulk_MBps']:.2f}x")
-    print(f"  conn/s     {re_['conn_per_s'] / rn_['conn_per_s']:.2f}x")
-    print(f"  udp        {re_['udp_dgram_per_s'] / rn_['udp_dgram_per_s']:.2f}x")
-    print(f"  idle conn  {re_['idle_KiB_per_conn']:.1f} KiB (at {args.idle} connections)")
+    for label, m in (("bulk", "bulk_MBps"), ("conn/s", "conn_per_s"), ("udp", "udp_dgram_per_s")):
+        if m in re_ and rn_.get(m):
+            print(f"  {label:<10} {re_[m] / rn_[m]:.2f}x")
+    if "idle_KiB_per_conn" in re_:
+        print(f"  idle conn  {re_['idle_KiB_per_conn']:.1f} KiB (at {args.idle} connections)")
     return 0
 
 

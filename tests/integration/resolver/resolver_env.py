@@ -1,7 +1,7 @@
 """The resolver role on real sockets (127.0.0.2:53, port offset 0), with the store it follows.
 
-`open_resolver(tmp_path, config)` builds a Store in `tmp_path`, runs `serve_resolver` in a task
-with a RoleContext, waits for `role_ready("resolver")` (no sleeps) and yields a `ResolverEnv`.
+`open_resolver(tmp_path, config)` starts the resolver role alone with `edge.harness.open_edge`
+(store in `tmp_path`, readiness awaited, ordered shutdown) and yields a `ResolverEnv`.
 Queries go through `dig` (run as a subprocess, so the loop keeps serving) or raw sockets.
 """
 
@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from edge.config import build_config, default_config_text, parse_yaml
-from edge.events import EventSink, Record
-from edge.runtime import Binds, Connections, RoleContext
+from edge.events import Record
+from edge.harness import EdgeHandle, open_edge
+from edge.runtime import RoleContext
 from edge.store import Store
-from resolver.server import serve_resolver
 
 SERVER = "127.0.0.2"
 PORT = 53
@@ -49,56 +49,39 @@ def resolver_config(**limits: Any) -> dict[str, Any]:
 
 @dataclass
 class ResolverEnv:
-    ctx: RoleContext
-    task: asyncio.Task[None]
+    handle: EdgeHandle
+
+    @property
+    def ctx(self) -> RoleContext:
+        return self.handle.ctx
 
     @property
     def store(self) -> Store:
-        return self.ctx.store
+        return self.handle.store
 
     def records(self) -> list[Record]:
-        return self.ctx.events.records("dns_queries")
+        return self.handle.records("dns_queries")
 
     def apply(self, data: dict[str, Any]) -> None:
         self.store.apply(build_config(data), source="test")
 
     async def stop(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
-        self.ctx.binds.close_all()
+        """Stop the edge (the resolver's sockets close) before the block ends."""
+        self.handle.stop.set()
+        await self.handle.task
 
 
 @contextlib.asynccontextmanager
 async def open_resolver(state_dir: Path, config: dict[str, Any] | None = None) -> AsyncIterator[ResolverEnv]:
-    store = Store(state_dir, port_offset=0)
-    store.open_config(build_config(config if config is not None else resolver_config()), source="test")
-    ctx = RoleContext(
-        store=store,
-        events=EventSink(log_records=False),
-        binds=Binds(),
-        connections=Connections(),
+    """The resolver role alone, started by the lead's harness (readiness awaited, no sleeps)."""
+    async with open_edge(
+        config if config is not None else resolver_config(),
         state_dir=state_dir,
         roles=("resolver",),
-    )
-    task = asyncio.create_task(serve_resolver(ctx))
-    env = ResolverEnv(ctx, task)
-    try:
-        async with asyncio.timeout(10):
-            while "resolver" not in ctx.binds.ready_roles:
-                failed = [b.reason for b in ctx.binds.all() if b.status == "failed"]
-                if failed:
-                    raise RuntimeError(f"resolver did not bind: {failed}")
-                if task.done():
-                    task.result()
-                    raise RuntimeError("serve_resolver returned")
-                ctx.binds.changed.clear()
-                await ctx.binds.changed.wait()
-        yield env
-    finally:
-        await env.stop()
-        ctx.connections.abort_all()
-        store.close()
+        port_offset=0,
+        ready_timeout=10,
+    ) as handle:
+        yield ResolverEnv(handle)
 
 
 async def dig(*args: str, server: str = SERVER, port: int = PORT) -> str:

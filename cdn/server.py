@@ -48,7 +48,8 @@ import ipaddress
 import socket
 import ssl
 import time
-from dataclasses import dataclass
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -81,7 +82,7 @@ from cdn.upstream import (
     UpstreamPool,
     insecure_client_context,
 )
-from cdn.zones import check_host, select_zone
+from cdn.zones import HostMatch, check_host, select_zone
 from edge.config import SpectrumApp, Zone
 from edge.events import Trace
 from edge.runtime import RoleContext, open_tcp_listener
@@ -101,6 +102,8 @@ LINGER_SECONDS = 1.0
 WRITE_HIGH = 256 * 1024
 WRITE_LOW = 64 * 1024
 TLS_HANDSHAKE_TIMEOUT = 10.0
+# Origin addresses remembered per snapshot (ResolvedOrigin); past this the memo starts over.
+MAX_CACHED_ORIGINS = 10_000
 
 _IDLE, _SETUP, _BODY, _WAIT, _RAW, _CLOSING = range(6)
 
@@ -113,6 +116,7 @@ ACTION_FIREWALL = {
     "js_challenge": "jschallenge",
 }
 CHALLENGES = frozenset({"challenge", "js_challenge", "managed_challenge"})
+_END = h11.EndOfMessage()  # events are immutable: one instance serves every response
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,19 +138,22 @@ class Exchange:
         "edge_request_host",
         "edge_server_ip",
         "emitted",
-        "head_future",
         "head_sent",
         "host",
+        "loop_others",
+        "loops",
         "method",
         "origin_done",
         "origin_ip",
         "origin_ms",
+        "origin_request",
         "origin_start",
         "origin_status",
         "outcome",
         "path",
         "query",
         "ray_id",
+        "read_timeout",
         "req_body",
         "req_done",
         "req_head_bytes",
@@ -190,7 +197,10 @@ class Exchange:
         self.timings = ConnectTimings()
         self.target: OriginTarget | None = None
         self.up: UpstreamConnection | None = None
-        self.head_future: asyncio.Future[None] | None = None
+        self.origin_request: h11.Request | None = None
+        self.loops = 0
+        self.loop_others: list[bytes] = []
+        self.read_timeout = 0.0
         self.head_sent = False
         self.req_done = False
         self.resp_done = False
@@ -206,10 +216,6 @@ class Exchange:
 
 def _head_size(items: list[tuple[bytes, bytes, bytes]], first_line: int) -> int:
     return first_line + sum(len(n) + len(v) + 4 for n, _, v in items) + 2
-
-
-class _StaleConnection(Exception):
-    """A reused pooled connection closed before answering: retry once on a new one."""
 
 
 class CdnRole:
@@ -279,6 +285,53 @@ class CdnRole:
     def country_header(self, zone: Zone) -> bytes:
         return zone.settings.ip_country.encode()
 
+    # -- origin addresses
+
+    def cached_origin(self, snapshot: Snapshot, host: str) -> ResolvedOrigin | None:
+        """A checked origin address for `host` still within its DNS TTL under this snapshot."""
+        cache: dict[str, ResolvedOrigin] = snapshot.derived("cdn.origins", _new_origin_cache)
+        origin = cache.get(host)
+        if origin is None:
+            return None
+        if time.monotonic() >= origin.expires:
+            del cache[host]
+            return None
+        return origin
+
+    def remember_origin(self, snapshot: Snapshot, host: str, origin: ResolvedOrigin) -> None:
+        if origin.expires <= time.monotonic():
+            return
+        cache: dict[str, ResolvedOrigin] = snapshot.derived("cdn.origins", _new_origin_cache)
+        if len(cache) >= MAX_CACHED_ORIGINS:
+            cache.clear()
+        cache[host] = origin
+
+
+def _new_origin_cache(_snapshot: Snapshot) -> dict[str, ResolvedOrigin]:
+    return {}
+
+
+@dataclass(slots=True)
+class ResolvedOrigin:
+    """A Host's origin address as the resolver answered it, after the loop-guard checks.
+
+    Kept per snapshot (so a config change drops it, as the stub resolver drops its cache) for
+    the answer's TTL, never longer: a hit lets a request go to the origin without awaiting."""
+
+    address: str
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address
+    expires: float  # time.monotonic()
+    view: str
+    cname_chain: tuple[str, ...]
+    spectrum: bool
+    dial_ports: dict[int, int] = field(default_factory=dict)
+
+    def dial(self, snapshot: Snapshot, port: int) -> int:
+        dial = self.dial_ports.get(port)
+        if dial is None:
+            dial = self.dial_ports[port] = snapshot.dial_port(self.ip, port)
+        return dial
+
 
 class ClientConnection(asyncio.Protocol):
     """One client connection: h11 server side, bridging to a pooled upstream per request."""
@@ -316,6 +369,7 @@ class ClientConnection(asyncio.Protocol):
         self._task: asyncio.Task[None] | None = None
         self._registered = False
         self._got_bytes = False
+        self._out: list[bytes] | None = None  # client writes being gathered (upstream_events)
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -548,11 +602,18 @@ class ClientConnection(asyncio.Protocol):
         snapshot = self.role.store.current
         ex = Exchange(request, new_ray_id(), snapshot.config.network.colo)
         self.exchange = ex
-        self._task = asyncio.get_running_loop().create_task(self._run(ex, snapshot))
-
-    async def _run(self, ex: Exchange, snapshot: Snapshot) -> None:
         try:
-            await self._handle(ex, snapshot)
+            self._walk(ex, snapshot)
+        except EdgeError as e:
+            self._answer_error(ex, e)
+        except Exception as e:
+            log.exception("cdn.request.failed", ray=ex.ray_id)
+            self._answer_error(ex, BadGateway(repr(e)))
+
+    async def _run(self, ex: Exchange, step: Coroutine[Any, Any, None]) -> None:
+        """The asynchronous legs of a request (a DNS miss, a new upstream connection)."""
+        try:
+            await step
         except EdgeError as e:
             self._answer_error(ex, e)
         except asyncio.CancelledError:
@@ -561,9 +622,55 @@ class ClientConnection(asyncio.Protocol):
             log.exception("cdn.request.failed", ray=ex.ray_id)
             self._answer_error(ex, BadGateway(repr(e)))
 
-    # ------------------------------------------------------------------ the walk
+    def _spawn(self, ex: Exchange, step: Coroutine[Any, Any, None]) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(ex, step))
 
-    async def _handle(self, ex: Exchange, snapshot: Snapshot) -> None:
+    # ------------------------------------------------------------------ the walk
+    #
+    # Synchronous as long as nothing has to wait: a cached origin address and an idle pooled
+    # upstream take a request from its head to the origin without a task or a future; only a
+    # DNS miss or a new upstream connection spawns a task (`_spawn`). The wait for the origin's
+    # answer is callbacks (`upstream_events`) plus the connection's timer.
+
+    def _walk(self, ex: Exchange, snapshot: Snapshot) -> None:
+        match = self._check(ex, snapshot)
+        if match is None:
+            return
+        if self.handoff is None:
+            origin = self.role.cached_origin(snapshot, match.host)
+            if origin is not None:
+                ex.trace.add(
+                    "dns",
+                    "answered",
+                    name=match.host,
+                    addresses=[origin.address],
+                    view=origin.view,
+                    cname_chain=list(origin.cname_chain),
+                    from_cache=True,
+                    ms=0,
+                )
+                if origin.spectrum:
+                    ex.trace.add("dns", "spectrum", address=origin.address)
+                port, use_tls = origin_port_and_scheme(match.zone.settings.ssl, self.tls, self.listen_port)
+                if not self._to_origin(ex, snapshot, match, origin.address, origin.dial(snapshot, port), port, use_tls):
+                    self._spawn(ex, self._connect_and_send(ex, snapshot, retry=False))
+                return
+        self._spawn(ex, self._walk_async(ex, snapshot, match))
+
+    async def _walk_async(self, ex: Exchange, snapshot: Snapshot, match: HostMatch[Zone]) -> None:
+        if self.handoff is not None:
+            address, port, use_tls = await self._handoff_origin(ex, snapshot)
+            dial = snapshot.dial_port(ipaddress.ip_address(address), port)
+        else:
+            origin = await self._resolve_origin(ex, snapshot, match.host)
+            address = origin.address
+            port, use_tls = origin_port_and_scheme(match.zone.settings.ssl, self.tls, self.listen_port)
+            dial = origin.dial(snapshot, port)
+        if not self._to_origin(ex, snapshot, match, address, dial, port, use_tls):
+            await self._connect_and_send(ex, snapshot, retry=False)
+
+    def _check(self, ex: Exchange, snapshot: Snapshot) -> HostMatch[Zone] | None:
+        """Host, loop and WAF checks; None when the request was answered here (WAF, redirect)."""
         request = ex.request
         limits = snapshot.config.limits
         items: list[tuple[bytes, bytes, bytes]] = request.headers._full_items
@@ -573,7 +680,6 @@ class ClientConnection(asyncio.Protocol):
         ex.user_agent = hdr.first_value(items, b"user-agent").decode("latin-1")
         host_header = hdr.first_value(items, b"host").decode("latin-1")
         trace = ex.trace
-        scheme = "https" if self.tls else "http"
         if self.tls:
             trace.add("sni", "zone", sni=self.sni)
         if not host_header and self.sni:
@@ -596,6 +702,7 @@ class ClientConnection(asyncio.Protocol):
         if loops >= limits.cdn_loop_limit:
             trace.add("loop", "refused", loops=loops, limit=limits.cdn_loop_limit)
             raise LoopDetected(f"CDN-Loop says {loops} passes (limit {limits.cdn_loop_limit})")
+        ex.loops, ex.loop_others = loops, loop_others
         # WAF (reference section 2 step 4: after the Host check, before the origin).
         ruleset = snapshot.rulesets.get(zone.id or "")
         if ruleset is not None:
@@ -605,7 +712,7 @@ class ClientConnection(asyncio.Protocol):
                 path=ex.path,
                 query=ex.query,
                 version="HTTP/" + request.http_version.decode(),
-                scheme=scheme,
+                scheme="https" if self.tls else "http",
                 headers=tuple((n.decode("latin-1"), v.decode("latin-1")) for n, _, v in items),
                 src_ip=ipaddress.ip_address(self.client_ip),
                 edge_server_ip=ipaddress.ip_address(self.listen_ip),
@@ -621,25 +728,32 @@ class ClientConnection(asyncio.Protocol):
                 trace.add("waf", "match" if matched else "no_match", rule=rule_id)
             if outcome.terminating is not None:
                 self._answer_waf(ex, outcome.terminating, outcome)
-                return
-        settings = zone.settings
-        if settings.ssl == "off" and self.tls:
+                return None
+        if zone.settings.ssl == "off" and self.tls:
             self._answer_redirect(ex, f"http://{match.host}{request.target.decode('latin-1')}")
-            return
-        # Origin address.
-        if self.handoff is not None:
-            address, port, use_tls = await self._handoff_origin(ex, snapshot)
-        else:
-            address = await self._resolve_origin(ex, snapshot, match.host)
-            port, use_tls = origin_port_and_scheme(settings.ssl, self.tls, self.listen_port)
+            return None
+        return match
+
+    def _to_origin(
+        self,
+        ex: Exchange,
+        snapshot: Snapshot,
+        match: HostMatch[Zone],
+        address: str,
+        dial: int,
+        port: int,
+        use_tls: bool,
+    ) -> bool:
+        """Build the origin request and send it on an idle pooled upstream (True), or leave it in
+        `ex` for `_connect_and_send` (False)."""
+        settings = match.zone.settings
         verify = use_tls and settings.ssl == "strict"
-        dial = snapshot.dial_port(ipaddress.ip_address(address), port)
         target = OriginTarget(address, dial, use_tls, match.host if use_tls else None, verify)
         ex.target = target
         ex.origin_ip = address
         ex.edge_server_ip = str(snapshot.config.network.cdn_egress_ip)
         ex.edge_request_host = match.host
-        trace.add(
+        ex.trace.add(
             "upstream",
             "selected",
             address=address,
@@ -649,6 +763,8 @@ class ClientConnection(asyncio.Protocol):
             ssl_mode=settings.ssl,
             verify=verify,
         )
+        request = ex.request
+        items: list[tuple[bytes, bytes, bytes]] = request.headers._full_items
         # Headers toward the origin.
         chunked = hdr.first_value(items, b"transfer-encoding").lower().endswith(b"chunked")
         upgrade: bytes | None = None
@@ -659,16 +775,16 @@ class ClientConnection(asyncio.Protocol):
             items,
             client_ip=self.client_ip,
             connecting_ip=self.client_ip,
-            scheme=scheme,
+            scheme="https" if self.tls else "http",
             cf_ray=ex.cf_ray,
-            country=self.role.country_header(zone),
-            loops=loops + 1,
-            loop_others=loop_others,
+            country=self.role.country_header(match.zone),
+            loops=ex.loops + 1,
+            loop_others=ex.loop_others,
             chunked=chunked,
             upgrade=upgrade,
             trusted=self.internal,
         )
-        origin_request = h11.Request(
+        ex.origin_request = h11.Request(
             method=request.method,
             target=request.target,
             headers=Headers(out),
@@ -677,9 +793,15 @@ class ClientConnection(asyncio.Protocol):
         )
         no_body = not chunked and hdr.first_value(items, b"content-length", b"0") in (b"0", b"")
         ex.retryable = no_body and upgrade is None
-        await self._dial_and_send(ex, snapshot, target, origin_request)
+        up = self.role.pool.take_idle(target)
+        if up is None:
+            return False
+        ex.timings = ConnectTimings(reused=True)
+        ex.trace.add("origin", "reused")
+        self._send_upstream(ex, snapshot, up, retry=False)
+        return True
 
-    async def _resolve_origin(self, ex: Exchange, snapshot: Snapshot, host: str) -> str:
+    async def _resolve_origin(self, ex: Exchange, snapshot: Snapshot, host: str) -> ResolvedOrigin:
         # resolver.stub's errors are matched by name: NoSuchName / NoData are "no answer", any
         # other ResolveError (timeout, refused, failed) is a failed lookup; all answer 1016.
         t0 = time.monotonic()
@@ -717,9 +839,19 @@ class ClientConnection(asyncio.Protocol):
         if snapshot.is_cdn_ip(ip) or ip == net.cdn_egress_ip:
             ex.trace.add("dns", "prohibited", address=address, reason="CDN edge address (loop guard)")
             raise ProhibitedIP(f"{host} resolves to the CDN address {address}")
-        if snapshot.is_spectrum_ip(ip):
+        spectrum = snapshot.is_spectrum_ip(ip)
+        if spectrum:
             ex.trace.add("dns", "spectrum", address=address)
-        return address
+        origin = ResolvedOrigin(
+            address,
+            ip,
+            time.monotonic() + max(0, int(getattr(resolution, "ttl", 0))),
+            str(getattr(resolution, "view", "")),
+            tuple(str(c) for c in getattr(resolution, "cname_chain", ())),
+            spectrum,
+        )
+        self.role.remember_origin(snapshot, host, origin)
+        return origin
 
     async def _handoff_origin(self, ex: Exchange, snapshot: Snapshot) -> tuple[str, int, bool]:
         handoff = self.handoff
@@ -736,72 +868,71 @@ class ClientConnection(asyncio.Protocol):
             ex.trace.add("spectrum", "handoff_origin", app=app.id, address=str(origin.address), port=port)
             return str(origin.address), port, use_tls
         assert app.origin_dns is not None
-        address = await self._resolve_origin(ex, snapshot, app.origin_dns.name)
+        address = (await self._resolve_origin(ex, snapshot, app.origin_dns.name)).address
         ports = app.origin_ports()
         port = edge_port if ports is None else (ports.first + shift if len(ports) > 1 else ports.first)
         ex.trace.add("spectrum", "handoff_origin", app=app.id, address=address, port=port)
         return address, port, use_tls
 
-    async def _dial_and_send(
-        self, ex: Exchange, snapshot: Snapshot, target: OriginTarget, origin_request: h11.Request
-    ) -> None:
+    async def _connect_and_send(self, ex: Exchange, snapshot: Snapshot, *, retry: bool) -> None:
+        """Dial a new upstream for `ex.target` and send the request on it. `retry`: the request
+        (bodiless) already went to a stale pooled connection; its end was consumed then."""
+        target = ex.target
+        assert target is not None
         limits = snapshot.config.limits
-        pool = self.role.pool
-        egress = str(snapshot.config.network.cdn_egress_ip)
-        for attempt in (0, 1):
-            up = pool.take_idle(target) if attempt == 0 else None
-            ex.timings = ConnectTimings()
-            if up is None:
-                try:
-                    up = await pool.connect(
-                        target, local_ip=egress, timeout=limits.origin_connect_timeout, timings=ex.timings
-                    )
-                except EdgeError as e:
-                    ex.trace.add("origin", "connect_failed", code=e.code, error=e.detail)
-                    raise
-                ex.trace.add(
-                    "origin",
-                    "connected",
-                    tcp_ms=ex.timings.tcp_ms,
-                    tls_ms=ex.timings.tls_ms,
-                    tls=up.tls_version or None,
-                )
-            else:
-                ex.timings.reused = True
-                ex.trace.add("origin", "reused")
-            if self.phase == _CLOSING:  # the client went away meanwhile
-                pool.release(up) if up.reusable() else up.close()
-                return
-            loop = asyncio.get_running_loop()
-            ex.head_future = loop.create_future()
-            ex.up = up
-            self.up = up
-            up.owner = self
-            ex.origin_start = time.monotonic()
+        ex.timings = ConnectTimings()
+        try:
+            up = await self.role.pool.connect(
+                target,
+                local_ip=str(snapshot.config.network.cdn_egress_ip),
+                timeout=limits.origin_connect_timeout,
+                timings=ex.timings,
+            )
+        except EdgeError as e:
+            ex.trace.add("origin", "connect_failed", code=e.code, error=e.detail)
+            raise
+        ex.trace.add(
+            "origin", "connected", tcp_ms=ex.timings.tcp_ms, tls_ms=ex.timings.tls_ms, tls=up.tls_version or None
+        )
+        self._send_upstream(ex, snapshot, up, retry=retry)
+
+    def _send_upstream(self, ex: Exchange, snapshot: Snapshot, up: UpstreamConnection, *, retry: bool) -> None:
+        if self.phase == _CLOSING:  # the client went away meanwhile
+            self.role.pool.release(up) if up.reusable() else up.close()
+            return
+        assert ex.origin_request is not None
+        ex.up = up
+        self.up = up
+        up.owner = self
+        ex.origin_start = time.monotonic()
+        # One write for the head and whatever of the body is already here.
+        up.cork()
+        try:
             try:
-                up.send(origin_request)
+                up.send(ex.origin_request)
             except h11.LocalProtocolError as e:
                 raise BadGateway(f"cannot send request: {e}") from e
-            if attempt == 1:
-                # A retry: the request had no body and its EndOfMessage was already consumed.
-                up.send(h11.EndOfMessage())
+            if retry:
+                up.send(_END)
             else:
                 self._begin_body()
-            try:
-                async with asyncio.timeout(limits.origin_read_timeout):
-                    await ex.head_future
-                return
-            except _StaleConnection:
-                ex.trace.add("origin", "stale_reused_connection")
-                self.up = None
-                ex.up = None
-                continue
-            except TimeoutError:
-                ex.trace.add("origin", "read_timeout", seconds=limits.origin_read_timeout)
-                self.up = None
-                up.owner = None
-                up.abort()
-                raise OriginReadTimeout(f"no response in {limits.origin_read_timeout}s") from None
+        finally:
+            up.uncork()
+        if not ex.head_sent and self.up is up:
+            timeout = snapshot.config.limits.origin_read_timeout
+            ex.read_timeout = timeout
+            self._arm(timeout, self._on_origin_timeout)
+
+    def _on_origin_timeout(self) -> None:
+        ex, up = self.exchange, self.up
+        if ex is None or ex.head_sent:
+            return
+        ex.trace.add("origin", "read_timeout", seconds=ex.read_timeout)
+        self.up = None
+        if up is not None:
+            up.owner = None
+            up.abort()
+        self._answer_error(ex, OriginReadTimeout(f"no response in {ex.read_timeout}s"))
 
     def _begin_body(self) -> None:
         """Start relaying the client's body (or its end) to the upstream."""
@@ -817,11 +948,21 @@ class ClientConnection(asyncio.Protocol):
         ex = self.exchange
         if ex is None or self.up is not up:
             return
+        # What the origin's bytes produce toward the client (head, body, end) goes out in one
+        # transport write, so one TLS record; flushed before anything that closes or finishes.
+        self._out = []
+        try:
+            self._upstream_events(ex, up)
+        finally:
+            self._flush()
+
+    def _upstream_events(self, ex: Exchange, up: UpstreamConnection) -> None:
         uconn = up.conn
         while True:
             try:
                 event = uconn.next_event()
             except h11.RemoteProtocolError as e:
+                self._flush()
                 self._upstream_broken(ex, up, OriginUnknownError(f"bad response: {e}"))
                 return
             if event is h11.NEED_DATA:
@@ -838,7 +979,8 @@ class ClientConnection(asyncio.Protocol):
                 continue
             if etype is h11.EndOfMessage:
                 ex.origin_done = True
-                self._send_client(h11.EndOfMessage())
+                self._send_client(_END)
+                self._flush()
                 ex.resp_done = True
                 if ex.req_done or self.conn.their_state is h11.DONE:
                     self._finish(ex)
@@ -846,12 +988,14 @@ class ClientConnection(asyncio.Protocol):
             if etype is h11.InformationalResponse:
                 assert isinstance(event, h11.InformationalResponse)
                 if event.status_code == 101:
+                    self._flush()
                     self._switch_protocols(ex, up, event)
                     return
                 continue  # 1xx other than 101 (100, 103) are not relayed
             if event is h11.PAUSED:
                 return
             if etype is h11.ConnectionClosed:
+                self._flush()
                 self._upstream_broken(ex, up, OriginUnknownError("origin closed the connection"))
                 return
 
@@ -866,9 +1010,7 @@ class ClientConnection(asyncio.Protocol):
             h11.Response(status_code=response.status_code, headers=Headers(items), reason=response.reason, _parsed=True)
         )
         ex.head_sent = True
-        fut = ex.head_future
-        if fut is not None and not fut.done():
-            fut.set_result(None)
+        self._cancel_timer()  # the origin read timeout
 
     def _switch_protocols(self, ex: Exchange, up: UpstreamConnection, event: h11.InformationalResponse) -> None:
         ex.origin_status = ex.status = 101
@@ -882,10 +1024,8 @@ class ClientConnection(asyncio.Protocol):
             self._upstream_broken(ex, up, OriginUnknownError(f"unexpected 101: {e}"))
             return
         ex.head_sent = True
+        self._cancel_timer()  # the origin read timeout
         ex.trace.add("origin", "switched_protocols", status=101)
-        fut = ex.head_future
-        if fut is not None and not fut.done():
-            fut.set_result(None)
         self.phase = _RAW
         up.raw = True
         self._emit(ex)
@@ -934,14 +1074,18 @@ class ClientConnection(asyncio.Protocol):
             self.up = None
         up.owner = None
         up.abort()
-        fut = ex.head_future
         if not ex.head_sent:
-            if fut is not None and not fut.done():
-                if ex.timings.reused and up.bytes_in_cycle == 0 and ex.retryable:
-                    fut.set_exception(_StaleConnection())
-                else:
-                    ex.trace.add("origin", "bad_response", error=err.detail)
-                    fut.set_exception(err)
+            if self.phase == _CLOSING or ex.resp_done:
+                return
+            self._cancel_timer()  # the origin read timeout
+            if ex.timings.reused and up.bytes_in_cycle == 0 and ex.retryable:
+                # A pooled connection the origin had closed: once more on a new one.
+                ex.trace.add("origin", "stale_reused_connection")
+                ex.up = None
+                self._spawn(ex, self._connect_and_send(ex, self.role.store.current, retry=True))
+            else:
+                ex.trace.add("origin", "bad_response", error=err.detail)
+                self._answer_error(ex, err)
             return
         # Mid-body: the client already has a head; all we can do is cut the connection.
         ex.trace.add("origin", "broken_mid_response", error=err.detail)
@@ -953,8 +1097,17 @@ class ClientConnection(asyncio.Protocol):
 
     def _send_client(self, event: Any) -> None:
         data = self.conn.send(event)
-        if data and self.transport is not None:
-            self.transport.write(data)
+        if data:
+            out = self._out
+            if out is not None:
+                out.append(data)
+            elif self.transport is not None:
+                self.transport.write(data)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, None
+        if out and self.transport is not None:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
 
     def _answer_local(
         self, ex: Exchange, status: int, content_type: bytes, body: bytes, extra: list[tuple[bytes, bytes, bytes]]
@@ -972,7 +1125,7 @@ class ClientConnection(asyncio.Protocol):
         )
         if body and ex.request.method != b"HEAD":
             self._send_client(h11.Data(data=body))
-        self._send_client(h11.EndOfMessage())
+        self._send_client(_END)
         ex.resp_done = True
         up, self.up = self.up, None
         if up is not None:

@@ -91,6 +91,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.bytes_in_cycle = 0
         self.idle_since = 0.0
         self.tls_version = ""
+        self._out: list[bytes] | None = None  # see cork()
 
     # -- asyncio.Protocol
 
@@ -142,8 +143,22 @@ class UpstreamConnection(asyncio.Protocol):
 
     def send(self, event: Any) -> None:
         data = self.conn.send(event)
-        if data and self.transport is not None:
-            self.transport.write(data)
+        if data:
+            out = self._out
+            if out is not None:
+                out.append(data)
+            elif self.transport is not None:
+                self.transport.write(data)
+
+    def cork(self) -> None:
+        """Gather what `send` produces until `uncork`, then write it at once (one segment)."""
+        if self._out is None:
+            self._out = []
+
+    def uncork(self) -> None:
+        out, self._out = self._out, None
+        if out and self.transport is not None and not self.closed:
+            self.transport.write(b"".join(out) if len(out) > 1 else out[0])
 
     def write_raw(self, data: bytes) -> None:
         if self.transport is not None:

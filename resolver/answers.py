@@ -3,7 +3,8 @@
 Pure (sans-IO). `build_tables(snapshot)` compiles every zone into two views:
 
 - public (any client): proxied A/AAAA/CNAME names answer A/AAAA with the CDN edge IPs at TTL 300
-  (a proxied CNAME is flattened; every A/AAAA on a name with one proxied record counts as proxied);
+  (a proxied CNAME is flattened; every A/AAAA on a name with one proxied record counts as proxied;
+  in a pending or paused zone proxied records answer as DNS-only);
   DNS-only records answer with their content and TTL (TTL 1 is "auto" = 300).
 - internal (the CDN and Spectrum egress addresses): every record answers with its real content,
   CNAMEs are followed through the zones.
@@ -560,6 +561,7 @@ def _collect(snapshot: Any, view: str, problems: list[str]) -> _ViewData:
     for zone in sorted(config.zones, key=lambda z: len(z.name)):
         apex = encode_name(zone.name)
         d.apexes.add(apex)
+        zone_proxies = zone.status == "active" and not zone.paused
         by_name: dict[str, list[Any]] = {}
         for r in zone.dns_records:
             by_name.setdefault(r.name, []).append(r)
@@ -573,7 +575,10 @@ def _collect(snapshot: Any, view: str, problems: list[str]) -> _ViewData:
                 problems.append(f"{zone.name}: {name}: {e}")
                 continue
             spectrum_ips = spectrum_hosts.get(name)
-            proxied = view == PUBLIC and any(r.proxied and r.type in ("A", "AAAA", "CNAME") for r in records)
+            # A pending or paused zone's proxied records behave as DNS-only (Cloudflare).
+            proxied = (
+                view == PUBLIC and zone_proxies and any(r.proxied and r.type in ("A", "AAAA", "CNAME") for r in records)
+            )
             for r in records:
                 if r.type == "SOA":
                     continue  # the zone's SOA is synthesised

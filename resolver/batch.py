@@ -141,13 +141,18 @@ class BatchSocket:
         rview, sview = self._rview, self._sview
         rmsgs, siov, shdr, names = self._rmsg_list, self._siov_list, self._shdr_list, self._name_addrs
         peer_of = self._peer
+        known = self._peers.get
+        nview = self._nview
+        keylen = 24 if self._v6 else 8
         for _ in range(ROUNDS):
             got = self._recvmmsg(self._fd, self._rmsgs_addr, BATCH, MSG_DONTWAIT, None)
             if got <= 0:
                 break
             total += got
             queries = [bytes(rview[i * SLOT : i * SLOT + rmsgs[i].msg_len]) for i in range(got)]
-            answers = handler(queries, [peer_of(i) for i in range(got)])
+            raw = bytes(nview[: got * _SOCKADDR_SIZE])
+            peers = [known(raw[j : j + keylen]) or peer_of(i) for i, j in enumerate(range(0, len(raw), _SOCKADDR_SIZE))]
+            answers = handler(queries, peers)
             out = 0
             for i, wire in enumerate(answers):
                 if wire is None:

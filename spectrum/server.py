@@ -42,6 +42,7 @@ import asyncio
 import contextlib
 import importlib
 import ipaddress
+import os
 import socket
 import ssl
 import time
@@ -74,7 +75,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("spectrum.server")
 
 # One read at most this big; the buffer is shared by every relay of the server.
-READ_SIZE = 64 * 1024
+READ_SIZE = 256 * 1024
 # Per-direction write-buffer limits: past HIGH_WATER the other side stops reading until the
 # buffer drains below LOW_WATER. 256 KiB keeps a loopback pipe full without letting a slow
 # reader pin more than ~320 KiB per direction.
@@ -116,15 +117,24 @@ def _ip(text: str) -> IPAddress:
 # --------------------------------------------------------------------------- TCP relay
 
 
+def _raw_fd(transport: asyncio.Transport) -> int:
+    """The descriptor of a plain TCP transport (bytes may be written to it directly), else -1."""
+    if transport.get_extra_info("sslcontext") is not None:
+        return -1
+    sock = transport.get_extra_info("socket")
+    return int(sock.fileno()) if sock is not None else -1
+
+
 class _Side(asyncio.BufferedProtocol):
     """One end of a relay. The client side is made by the listener, the origin side by the relay."""
 
-    __slots__ = ("eof", "is_client", "lost", "nbytes", "paused", "relay", "transport")
+    __slots__ = ("eof", "fd", "is_client", "lost", "nbytes", "paused", "relay", "transport")
 
     def __init__(self, relay: TcpRelay | None, is_client: bool) -> None:
         self.relay = relay
         self.is_client = is_client
         self.transport: asyncio.Transport | None = None
+        self.fd = -1  # the plain-TCP socket's descriptor (direct writes), -1 under TLS
         self.eof = False
         self.lost = False
         self.paused = 0
@@ -147,6 +157,7 @@ class _Side(asyncio.BufferedProtocol):
         # uvloop's transports are not registered as asyncio.Transport subclasses.
         self.transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(high=HIGH_WATER, low=LOW_WATER)
+        self.fd = _raw_fd(transport)
         relay = self.relay
         if relay is not None and not self.is_client:
             relay.origin_made()
@@ -158,14 +169,24 @@ class _Side(asyncio.BufferedProtocol):
     def buffer_updated(self, nbytes: int) -> None:
         relay = self.relay
         assert relay is not None
-        data = relay.server.view[:nbytes].tobytes()
+        view = relay.server.view
         self.nbytes += nbytes
         relay.last_activity = relay.loop.time()
         other = relay.origin if self.is_client else relay.client
-        if other.transport is None or relay.pending is not None:
-            relay.hold(data)
-        else:
-            other.transport.write(data)
+        transport = other.transport
+        if transport is None or relay.pending is not None:
+            relay.hold(view[:nbytes].tobytes())
+            return
+        sent = 0
+        if other.fd >= 0 and transport.get_write_buffer_size() == 0 and not transport.is_closing():
+            # Nothing queued: write straight from the shared buffer (no copy); only what the
+            # socket did not take is copied into the transport's buffer. An error other than
+            # "would block" is left for the transport to meet and report on the next write.
+            with contextlib.suppress(OSError):
+                sent = os.write(other.fd, view[:nbytes])
+            if sent == nbytes:
+                return
+        transport.write(view[sent:nbytes].tobytes())
 
     def eof_received(self) -> bool | None:
         self.eof = True
@@ -200,6 +221,7 @@ class _ClientSide(_Side):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not registered as asyncio.Transport subclasses.
         self.transport = transport = cast(asyncio.Transport, transport)
+        self.fd = _raw_fd(transport)
         self.listener.accepted(self, transport)
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -347,6 +369,7 @@ class TcpRelay:
             return False
         # The raw transport must not deliver bytes to us while TLS takes over.
         self.client.paused = 0
+        self.client.fd = -1  # from here on every byte to the client goes through TLS
         try:
             new = await self.loop.start_tls(
                 transport, self.client, context, server_side=True, ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT
@@ -887,3 +910,25 @@ async def serve_spectrum(ctx: RoleContext) -> None:
 
 
 __all__ = ["HANDOFF_CONTRACT", "SpectrumServer", "TcpListener", "TcpRelay", "serve_spectrum"]
+
+# EXPERIMENT (temporary)
+_X = os.environ.get("SPX", "")
+if _X:
+    import json as _json
+
+    _cfg = _json.loads(_X)
+    READ_SIZE = _cfg.get("read", READ_SIZE)
+    HIGH_WATER = _cfg.get("high", HIGH_WATER)
+    LOW_WATER = _cfg.get("low", LOW_WATER)
+    _BUF = _cfg.get("sockbuf", 0)
+    if _BUF:
+        _orig_raw_fd = _raw_fd
+
+        def _raw_fd(transport: asyncio.Transport) -> int:  # type: ignore[no-redef]
+            sock = transport.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _BUF)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _BUF)
+            return _orig_raw_fd(transport) if not _cfg.get("copy") else -1
+    elif _cfg.get("copy"):
+        def _raw_fd(transport: asyncio.Transport) -> int:  # type: ignore[no-redef]
+            return -1

@@ -23,7 +23,12 @@ from resolver_env import (
     udp_exchange,
 )
 
+from edge.config import build_config
+from edge.events import EventSink
+from edge.runtime import Binds, Connections, RoleContext
+from edge.store import Store
 from resolver.framing import TcpFramer, encode_frame
+from resolver.server import serve_resolver
 
 pytestmark = pytest.mark.asyncio
 
@@ -206,3 +211,34 @@ async def test_case_is_echoed(env: ResolverEnv) -> None:
     msg = dnslib.DNSRecord.parse(out)
     assert str(msg.q.qname) == "WwW.ExAmPlE.CoM." and len(msg.rr) == 2
     assert env.records()[-1]["QueryName"] == "WwW.ExAmPlE.CoM"
+
+
+async def test_asyncio_udp_endpoint_fallback(tmp_path: Path) -> None:
+    """Without recvmmsg (or with `resolver.asyncio_udp` set) UDP is an asyncio datagram endpoint."""
+    data = resolver_config()
+    data["network"]["resolver_port"] = 5354
+    store = Store(tmp_path, port_offset=0)
+    store.open_config(build_config(data), source="test")
+    ctx = RoleContext(
+        store=store,
+        events=EventSink(log_records=False),
+        binds=Binds(),
+        connections=Connections(),
+        state_dir=tmp_path,
+        roles=("resolver",),
+        extras={"resolver.asyncio_udp": True},
+    )
+    task = asyncio.create_task(serve_resolver(ctx))
+    try:
+        async with asyncio.timeout(10):
+            while "resolver" not in ctx.binds.ready_roles:
+                ctx.binds.changed.clear()
+                await ctx.binds.changed.wait()
+        out = await dig("+short", "-b", CDN_EGRESS, "www.example.com", port=5354)
+        assert out.split() == ["127.0.30.1"]
+        assert ctx.events.records("dns_queries")[-1]["View"] == "internal"
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        ctx.binds.close_all()
+        store.close()

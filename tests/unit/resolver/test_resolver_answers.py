@@ -389,3 +389,11 @@ def test_default_zone_matches_the_readme() -> None:
     internal = dnslib.DNSRecord.parse(ask(tables, "internal", "www.example.com", A))
     assert [str(r.rdata) for r in internal.rr] == ["127.0.30.1"]
     assert GENERATION  # the golden zone's serial is fixed separately
+
+
+@pytest.mark.parametrize("change", [{"status": "pending"}, {"paused": True}])
+def test_pending_or_paused_zone_answers_proxied_records_as_dns_only(change: dict[str, object]) -> None:
+    config = {**ZONE_CONFIG, "zones": [{**ZONE_CONFIG["zones"][0], **change}]}
+    tables = build_tables(compile_snapshot(config))
+    msg = dnslib.DNSRecord.parse(ask(tables, "public", "www.example.com", A))
+    assert [str(r.rdata) for r in msg.rr] == ["192.0.2.1"]

@@ -48,7 +48,7 @@ import ipaddress
 import socket
 import ssl
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -116,6 +116,7 @@ ACTION_FIREWALL = {
     "js_challenge": "jschallenge",
 }
 CHALLENGES = frozenset({"challenge", "js_challenge", "managed_challenge"})
+_PROTOCOLS = {b"1.1": "HTTP/1.1", b"1.0": "HTTP/1.0"}
 _END = h11.EndOfMessage()  # events are immutable: one instance serves every response
 
 
@@ -212,6 +213,37 @@ class Exchange:
         self.outcome: RulesetOutcome | None = None
         self.emitted = False
         self.retryable = False
+
+
+def _request_event(method: bytes, target: bytes, headers: Headers) -> h11.Request:
+    """An h11 Request without h11's re-validation (its regexes and a Host count over a Sequence
+    walk: a measurable part of a proxied request). Safe because every part came out of h11's
+    own parser or is a constant / value we format (cdn.headers)."""
+    event = object.__new__(h11.Request)
+    setattr_ = object.__setattr__
+    setattr_(event, "method", method)
+    setattr_(event, "target", target)
+    setattr_(event, "headers", headers)
+    setattr_(event, "http_version", b"1.1")
+    return event
+
+
+def _response_event(status: int, headers: Headers, reason: bytes) -> h11.Response:
+    """An h11 Response without re-validation (see `_request_event`): the status came from h11's
+    parser (a 3-digit code >= 200) and the headers from it or from cdn.headers."""
+    event = object.__new__(h11.Response)
+    setattr_ = object.__setattr__
+    setattr_(event, "status_code", status)
+    setattr_(event, "headers", headers)
+    setattr_(event, "reason", reason)
+    setattr_(event, "http_version", b"1.1")
+    return event
+
+
+def _active_rulesets(snapshot: Snapshot) -> dict[str, Any]:
+    """Zone id -> compiled custom ruleset, for zones with at least one enabled rule (evaluating
+    a ruleset whose rules are all disabled matches nothing, so it is skipped)."""
+    return {zid: rs for zid, rs in snapshot.rulesets.items() if any(r.enabled for r in rs.rules)}
 
 
 def _head_size(items: list[tuple[bytes, bytes, bytes]], first_line: int) -> int:
@@ -365,11 +397,23 @@ class ClientConnection(asyncio.Protocol):
         self.internal = False
         self.draining = False
         self._paused: set[str] = set()
+        self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
+        self._deadline = 0.0
+        self._on_deadline: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._registered = False
         self._got_bytes = False
         self._out: list[bytes] | None = None  # client writes being gathered (upstream_events)
+        self._ips: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
+
+    def _ip(self, text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        """The connection's addresses as ipaddress objects, parsed once per connection."""
+        cache = self._ips
+        ip = cache.get(text)
+        if ip is None:
+            ip = cache[text] = ipaddress.ip_address(text)
+        return ip
 
     # ------------------------------------------------------------------ asyncio.Protocol
 
@@ -428,7 +472,7 @@ class ClientConnection(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_timer()
+        self._drop_timer()
         self.phase = _CLOSING
         if self._registered:
             self.role.ctx.connections.discard(self)
@@ -479,18 +523,45 @@ class ClientConnection(asyncio.Protocol):
             if not self._paused and self.transport is not None and not self.transport.is_closing():
                 self.transport.resume_reading()
 
-    def _arm(self, delay: float, callback: Any) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._timer = asyncio.get_running_loop().call_later(delay, callback)
+    # One deadline per connection (header, idle, origin read or linger timeout), served by at
+    # most one loop timer: re-arming to a later deadline keeps the pending timer, which on firing
+    # early re-arms itself for the current deadline. A keep-alive request thus costs no timer
+    # creation or cancellation (call_later is a measurable part of a request).
+
+    def _arm(self, delay: float, callback: Callable[[], None]) -> None:
+        loop = self._loop
+        deadline = loop.time() + delay
+        self._deadline = deadline
+        self._on_deadline = callback
+        timer = self._timer
+        if timer is not None:
+            if timer.when() <= deadline:
+                return
+            timer.cancel()
+        self._timer = loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        callback = self._on_deadline
+        if callback is None:
+            return
+        if self._loop.time() < self._deadline:
+            self._timer = self._loop.call_at(self._deadline, self._on_timer)
+            return
+        self._on_deadline = None
+        callback()
 
     def _cancel_timer(self) -> None:
+        """Forget the deadline (the pending loop timer, if any, will find nothing to do)."""
+        self._on_deadline = None
+
+    def _drop_timer(self) -> None:
+        self._on_deadline = None
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
 
     def _on_header_timeout(self) -> None:
-        self._timer = None
         if self.phase != _IDLE:
             return
         if self._got_bytes:
@@ -501,7 +572,7 @@ class ClientConnection(asyncio.Protocol):
 
     def _close(self) -> None:
         self.phase = _CLOSING
-        self._cancel_timer()
+        self._drop_timer()
         if self.transport is not None:
             self.transport.close()
 
@@ -704,7 +775,7 @@ class ClientConnection(asyncio.Protocol):
             raise LoopDetected(f"CDN-Loop says {loops} passes (limit {limits.cdn_loop_limit})")
         ex.loops, ex.loop_others = loops, loop_others
         # WAF (reference section 2 step 4: after the Host check, before the origin).
-        ruleset = snapshot.rulesets.get(zone.id or "")
+        ruleset = snapshot.derived("cdn.active_rulesets", _active_rulesets).get(zone.id or "")
         if ruleset is not None:
             fields = RequestFields(
                 host=match.host,
@@ -714,8 +785,8 @@ class ClientConnection(asyncio.Protocol):
                 version="HTTP/" + request.http_version.decode(),
                 scheme="https" if self.tls else "http",
                 headers=tuple((n.decode("latin-1"), v.decode("latin-1")) for n, _, v in items),
-                src_ip=ipaddress.ip_address(self.client_ip),
-                edge_server_ip=ipaddress.ip_address(self.listen_ip),
+                src_ip=self._ip(self.client_ip),
+                edge_server_ip=self._ip(self.listen_ip),
                 edge_server_port=self.listen_port,
                 ssl=self.tls,
                 ray_id=ex.ray_id,
@@ -784,13 +855,7 @@ class ClientConnection(asyncio.Protocol):
             upgrade=upgrade,
             trusted=self.internal,
         )
-        ex.origin_request = h11.Request(
-            method=request.method,
-            target=request.target,
-            headers=Headers(out),
-            http_version=b"1.1",
-            _parsed=True,
-        )
+        ex.origin_request = _request_event(request.method, request.target, Headers(out))
         no_body = not chunked and hdr.first_value(items, b"content-length", b"0") in (b"0", b"")
         ex.retryable = no_body and upgrade is None
         up = self.role.pool.take_idle(target)
@@ -1006,9 +1071,7 @@ class ClientConnection(asyncio.Protocol):
         items = hdr.build_client_headers(response.headers._full_items, cf_ray=ex.cf_ray)
         ex.resp_head_bytes = _head_size(items, 13 + len(response.reason))
         ex.trace.add("origin", "responded", status=response.status_code, ms=ex.origin_ms)
-        self._send_client(
-            h11.Response(status_code=response.status_code, headers=Headers(items), reason=response.reason, _parsed=True)
-        )
+        self._send_client(_response_event(response.status_code, Headers(items), response.reason))
         ex.head_sent = True
         self._cancel_timer()  # the origin read timeout
 
@@ -1220,7 +1283,6 @@ class ClientConnection(asyncio.Protocol):
             self._arm(self.limits.keepalive_timeout, self._on_idle_timeout)
 
     def _on_idle_timeout(self) -> None:
-        self._timer = None
         if self.phase == _IDLE and not self._got_bytes:
             self._close()
 
@@ -1278,36 +1340,54 @@ class ClientConnection(asyncio.Protocol):
             return
         ex.emitted = True
         snapshot = self.role.store.current
-        record = self._base_record(ex.ray_id, snapshot)
-        items = ex.request.headers._full_items
-        end = time.time_ns()
-        target = ex.request.target.decode("latin-1")
+        request = ex.request
         up_tls = ex.up.tls_version if ex.up is not None and ex.target is not None and ex.target.tls else ""
-        record.update(
-            ZoneName=ex.zone.name if ex.zone is not None else "",
-            ClientRequestHost=ex.host,
-            ClientRequestMethod=ex.method,
-            ClientRequestURI=target,
-            ClientRequestPath=ex.path,
-            ClientRequestProtocol="HTTP/" + ex.request.http_version.decode(),
-            ClientRequestUserAgent=ex.user_agent,
-            ClientRequestReferer=hdr.first_value(items, b"referer").decode("latin-1"),
-            ClientRequestBytes=ex.req_head_bytes + ex.req_body,
-            EdgeStartTimestamp=ex.start_ns,
-            EdgeEndTimestamp=end,
-            EdgeResponseStatus=ex.status,
-            EdgeResponseBytes=ex.resp_head_bytes + ex.resp_body,
-            EdgeServerIP=ex.edge_server_ip if ex.origin_start else "",
-            EdgeRequestHost=ex.edge_request_host,
-            OriginIP=ex.origin_ip if ex.origin_start else "",
-            OriginResponseStatus=ex.origin_status,
-            OriginResponseDurationMs=ex.origin_ms,
-            OriginDNSResponseTimeMs=ex.dns_ms,
-            OriginTCPHandshakeDurationMs=ex.timings.tcp_ms,
-            OriginTLSHandshakeDurationMs=ex.timings.tls_ms,
-            OriginSSLProtocol=up_tls or "none",
-            CacheCacheStatus="dynamic" if ex.origin_status else "unknown",
-        )
+        origin = bool(ex.origin_start)
+        # One literal with every field (the same fields, in the same order, as _base_record).
+        record: dict[str, Any] = {
+            "RayID": ex.ray_id,
+            "ZoneName": ex.zone.name if ex.zone is not None else "",
+            "ClientIP": self.client_ip,
+            "ClientSrcPort": self.client_port,
+            "ClientCountry": "xx",
+            "ClientRequestHost": ex.host,
+            "ClientRequestMethod": ex.method,
+            "ClientRequestURI": request.target.decode("latin-1"),
+            "ClientRequestPath": ex.path,
+            "ClientRequestProtocol": _PROTOCOLS.get(request.http_version) or "HTTP/" + request.http_version.decode(),
+            "ClientRequestScheme": "https" if self.tls else "http",
+            "ClientRequestUserAgent": ex.user_agent,
+            "ClientRequestReferer": hdr.first_value(request.headers._full_items, b"referer").decode("latin-1"),
+            "ClientRequestBytes": ex.req_head_bytes + ex.req_body,
+            "ClientRequestSource": "eyeball",
+            "ClientSSLProtocol": self.tls_version if self.tls else "none",
+            "ClientTLSServerName": self.sni or "",
+            "EdgeColoCode": snapshot.config.network.colo,
+            "EdgeStartTimestamp": ex.start_ns,
+            "EdgeEndTimestamp": time.time_ns(),
+            "EdgeResponseStatus": ex.status,
+            "EdgeResponseBytes": ex.resp_head_bytes + ex.resp_body,
+            "EdgeResponseContentType": "",
+            "EdgeServerIP": ex.edge_server_ip if origin else "",
+            "EdgeRequestHost": ex.edge_request_host,
+            "EdgeListenIP": self.listen_ip,
+            "EdgeListenPort": self.listen_port,
+            "SpectrumHandoff": self.handoff is not None,
+            "OriginIP": ex.origin_ip if origin else "",
+            "OriginResponseStatus": ex.origin_status,
+            "OriginResponseDurationMs": ex.origin_ms,
+            "OriginDNSResponseTimeMs": ex.dns_ms,
+            "OriginTCPHandshakeDurationMs": ex.timings.tcp_ms,
+            "OriginTLSHandshakeDurationMs": ex.timings.tls_ms,
+            "OriginSSLProtocol": up_tls or "none",
+            "CacheCacheStatus": "dynamic" if ex.origin_status else "unknown",
+            "SecurityAction": "",
+            "SecurityRuleID": "",
+            "SecurityRuleDescription": "",
+            "SecurityActions": [],
+            "SecurityRuleIDs": [],
+            "SecuritySources": [],
+        }
         outcome = ex.outcome
         if outcome is not None and outcome.matches:
             if outcome.terminating is not None:

@@ -167,8 +167,9 @@ async def _up(args: argparse.Namespace, config: EdgeConfig | None, initial: Edge
             file=sys.stderr,
         )
     roles = tuple(r for r in args.roles.split(",") if r) if args.roles else ALL_ROLES
-    log_dir = state_dir / "logs" if args.logpush else None
-    events = EventSink(log_dir=log_dir)
+    logs = store.current.config.logs
+    log_dir = state_dir / "logs" if (args.logpush or logs.logpush) else None
+    events = EventSink(log_dir=log_dir, log_records=logs.records)
     ctx = RoleContext(
         store=store, events=events, binds=Binds(), connections=Connections(), state_dir=state_dir, roles=roles
     )

@@ -9,15 +9,17 @@ to subscribers, and optionally appended to `<state_dir>/logs/<dataset>.ndjson` l
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
+import sys
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
+import orjson
 import structlog
 
 DATASETS = ("http_requests", "firewall_events", "spectrum_events", "dns_queries")
@@ -56,15 +58,67 @@ class Trace:
         }
 
 
-class EventSink:
-    """Where roles put their records. One per process; passed in, never global."""
+class _BatchedLines:
+    """A structlog logger target that collects rendered lines and writes them in one call per
+    event-loop tick (a record per request is too many for a write and flush each)."""
 
-    def __init__(self, *, log_dir: Path | None = None, log_records: bool = True) -> None:
+    def __init__(self, stream: BinaryIO) -> None:
+        self._stream = stream
+        self._pending: list[bytes] = []
+        self._scheduled = False
+
+    def msg(self, message: bytes) -> None:
+        self._pending.append(message)
+        if self._scheduled:
+            return
+        try:
+            asyncio.get_running_loop().call_soon(self.flush)
+            self._scheduled = True
+        except RuntimeError:  # no loop running (a script, a test): write at once
+            self.flush()
+
+    def flush(self) -> None:
+        self._scheduled = False
+        if not self._pending:
+            return
+        lines, self._pending = self._pending, []
+        try:
+            self._stream.write(b"\n".join(lines) + b"\n")
+            self._stream.flush()
+        except (OSError, ValueError):
+            pass  # stdout closed (a pipe reader went away): records still reach the ring and files
+
+    info = msg
+
+
+def record_logger(target: _BatchedLines) -> Any:
+    """The records' own structlog pipeline: timestamp, level, JSON via orjson, batched writes.
+    The general log chain costs ~14 µs a line; this one ~4 µs, which a per-request record needs."""
+    return structlog.wrap_logger(
+        target,
+        processors=[
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.JSONRenderer(serializer=lambda obj, **_: orjson.dumps(obj, default=str)),
+        ],
+        cache_logger_on_first_use=True,
+    )
+
+
+class EventSink:
+    """Where roles put their records. One per process; passed in, never global.
+
+    `log_records`: log each record as a JSON line (`event="edge.record.emitted"`, `dataset`,
+    `record`) on `stream` (stdout by default); `log_dir`: also append it to
+    `<log_dir>/<dataset>.ndjson`, like Logpush."""
+
+    def __init__(self, *, log_dir: Path | None = None, log_records: bool = True,
+                 stream: BinaryIO | None = None) -> None:
         self._rings: dict[str, deque[Record]] = {d: deque(maxlen=RING_SIZE) for d in DATASETS}
         self._listeners: list[Listener] = []
-        self._log = structlog.get_logger("edge.events")
-        self._log_records = log_records
-        self._files: dict[str, IO[str]] = {}
+        self._lines = _BatchedLines(stream or sys.stdout.buffer) if log_records else None
+        self._log = record_logger(self._lines) if self._lines is not None else None
+        self._files: dict[str, IO[bytes]] = {}
         self._log_dir = log_dir
         self._traces: OrderedDict[str, Trace] = OrderedDict()
         self.counts: dict[str, int] = dict.fromkeys(DATASETS, 0)
@@ -72,17 +126,20 @@ class EventSink:
             log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     def emit(self, dataset: str, record: Record) -> None:
-        self._rings.setdefault(dataset, deque(maxlen=RING_SIZE)).append(record)
+        ring = self._rings.get(dataset)
+        if ring is None:
+            ring = self._rings[dataset] = deque(maxlen=RING_SIZE)
+        ring.append(record)
         self.counts[dataset] = self.counts.get(dataset, 0) + 1
-        if self._log_records:
+        if self._log is not None:
             self._log.info("edge.record.emitted", dataset=dataset, record=record)
         if self._log_dir is not None:
             f = self._files.get(dataset)
             if f is None:
                 path = self._log_dir / f"{dataset}.ndjson"
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                f = self._files[dataset] = os.fdopen(fd, "a", buffering=1, encoding="utf-8")
-            f.write(json.dumps(record, separators=(",", ":"), default=str) + "\n")
+                f = self._files[dataset] = os.fdopen(fd, "ab", buffering=0)
+            f.write(orjson.dumps(record, default=str) + b"\n")
         for listener in self._listeners:
             listener(dataset, record)
 
@@ -108,6 +165,8 @@ class EventSink:
         return list(self._traces.values())[-limit:]
 
     def close(self) -> None:
+        if self._lines is not None:
+            self._lines.flush()
         for f in self._files.values():
             f.close()
         self._files.clear()

@@ -12,7 +12,6 @@ FORBIDDEN = {"asyncio", "socket", "ssl", "selectors", "uvloop"}
 
 PURE_MODULES = [
     "edge/config.py",
-    "edge/events.py",
     "edge/observe_aggregate.py",
     "edge/observe_metrics.py",
     "spectrum/proxy_protocol.py",

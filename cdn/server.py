@@ -75,6 +75,7 @@ from cdn.errors import (
 )
 from cdn.ray import format_cf_ray, new_ray_id
 from cdn.rules import RequestFields, RuleMatch, RulesetOutcome
+from cdn.trace import CdnTrace
 from cdn.upstream import (
     ConnectTimings,
     OriginTarget,
@@ -84,7 +85,6 @@ from cdn.upstream import (
 )
 from cdn.zones import HostMatch, check_host, select_zone
 from edge.config import SpectrumApp, Zone
-from edge.events import Trace
 from edge.runtime import RoleContext, open_tcp_listener
 from edge.store import Snapshot
 
@@ -178,7 +178,7 @@ class Exchange:
         self.ray_id = ray_id
         self.cf_ray = format_cf_ray(ray_id, colo).encode()
         self.start_ns = time.time_ns()
-        self.trace = Trace(ray_id)
+        self.trace = CdnTrace(ray_id)
         target = request.target.decode("latin-1")
         path, _, query = target.partition("?")
         self.path = path

@@ -208,3 +208,21 @@ def test_sighup_and_file_edits_reload_and_a_bad_reload_keeps_the_live_config(tmp
         assert proc.wait(timeout=20) == 0
         if proc.stderr:
             proc.stderr.close()
+
+
+def test_edge_ca_prints_path_and_pem_and_certs_origin_issues(tmp_path: Path) -> None:
+    ca = subprocess.run([*EDGE, "ca", "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert ca.returncode == 0, ca.stderr
+    path, _, pem = ca.stdout.partition("\n")
+    assert Path(path) == tmp_path / "ca" / "ca.pem" and pem.startswith("-----BEGIN CERTIFICATE-----")
+    again = subprocess.run([*EDGE, "ca", "--state-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert again.stdout == ca.stdout  # created once, reused after
+    out = subprocess.run([*EDGE, "certs", "origin", "origin.example.net", "--state-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    cert = Path(out.stdout.split()[1])
+    verify = subprocess.run(["openssl", "verify", "-CAfile", path, str(cert)], capture_output=True, text=True)
+    assert verify.returncode == 0 and ": OK" in verify.stdout
+    bad = subprocess.run([*EDGE, "certs", "origin", "bad..name", "--state-dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr

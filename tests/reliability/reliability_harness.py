@@ -161,6 +161,43 @@ def read_until_closed(sock: socket.socket, timeout: float) -> RawResult:
     return RawResult(b"".join(chunks), closed, reset, time.monotonic() - start)
 
 
+def read_response(sock: socket.socket, timeout: float) -> RawResult:
+    """Read one HTTP response (head + Content-Length body), or until close/timeout."""
+    start = time.monotonic()
+    deadline = start + timeout
+    buf = b""
+    closed = reset = False
+    while True:
+        head, sep, rest = buf.partition(b"\r\n\r\n")
+        if sep:
+            length = None
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value.strip())
+            if length is not None and len(rest) >= length:
+                break
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        except (ConnectionResetError, BrokenPipeError):
+            closed = reset = True
+            break
+        except ssl.SSLError:
+            closed = True
+            break
+        if not chunk:
+            closed = True
+            break
+        buf += chunk
+    return RawResult(buf, closed, reset, time.monotonic() - start)
+
+
 def tls_client_context(edge: EdgeFixture) -> ssl.SSLContext:
     return ssl.create_default_context(cafile=str(edge.ca_path))
 

@@ -1,6 +1,6 @@
 """Timing of a typical 10-rule zone ruleset (not collected by pytest).
 
-Run from the repository root:  .venv/bin/python tests/unit/rules/bench_rules.py
+Run from the repository root:  .venv/bin/python bench/rules/bench_rules.py
 Prints microseconds per request (one EvalContext per request, as the CDN does).
 """
 
@@ -12,7 +12,7 @@ import sys
 import timeit
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from cdn.rules import ListSpec, RequestFields, RuleSpec, compile_ruleset
 

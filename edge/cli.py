@@ -115,30 +115,35 @@ def cmd_certs_origin(args: argparse.Namespace) -> int:
 
 
 def experiment_lines(snapshot: object) -> list[str]:
+    """The README's experiments with the addresses and ports actually in use."""
     from edge.store import Snapshot
 
     assert isinstance(snapshot, Snapshot)
     net = snapshot.config.network
     lp = snapshot.listen_port
-    cdn = net.cdn_ips[0] if net.cdn_ips else None
-    ca = "CA"
+    api = snapshot.config.api
+    admin = f"http://{api.address}:{lp(api.port)}"
+    dig = f"dig @{net.resolver}" + (f" -p {lp(net.resolver_port)}" if snapshot.port_offset else "")
+    https = lp(443)
     lines = [
-        f"try it (CA at {ca}: `edge ca | tail -n +2 > ca.pem`):",
-        f"  dig @{net.resolver} -p {lp(net.resolver_port)} www.example.com +short",
-        f"  dig -b {net.cdn_egress_ip} @{net.resolver} -p {lp(net.resolver_port)} www.example.com +short",
+        "try it:",
+        f"  curl -s {admin}/ca.pem > ca.pem",
+        f"  {dig} www.example.com +short                      # public view: CDN edge IPs",
+        f"  {dig} -b {net.cdn_egress_ip} www.example.com +short   # internal view: the origin",
     ]
-    if cdn is not None:
-        lines += [
-            f"  curl --cacert ca.pem --resolve www.example.com:{lp(443)}:{cdn} https://www.example.com:{lp(443)}/",
-            f"  curl --cacert ca.pem --resolve spectrum.example.com:{lp(443)}:{cdn}"
-            f" https://spectrum.example.com:{lp(443)}/",
-        ]
+    if net.cdn_ips:
+        cdn = net.cdn_ips[0]
+        port = f":{https}" if https != 443 else ""
+        lines.append(f"  curl --cacert ca.pem --resolve spectrum.example.com:{https}:{cdn}"
+                     f" https://spectrum.example.com{port}/   # the misdirected request")
+        lines.append(f"  edge trace https://spectrum.example.com{port}/ --cacert ca.pem"
+                     f" --resolve spectrum.example.com:{https}:{cdn}")
     spec = snapshot.spectrum_hosts.get("spectrum.example.com")
     if spec:
-        lines.append(
-            f"  curl -k --resolve spectrum.example.com:{lp(443)}:{spec[0]} https://spectrum.example.com:{lp(443)}/"
-        )
-    lines.append(f"  dashboard: http://{snapshot.config.api.address}:{lp(snapshot.config.api.port)}/")
+        port = f":{https}" if https != 443 else ""
+        lines.append(f"  curl --cacert ca.pem --resolve spectrum.example.com:{https}:{spec[0]}"
+                     f" https://spectrum.example.com{port}/   # on its Spectrum IP: plain L4")
+    lines.append(f"  dashboard: {admin}/")
     return lines
 
 

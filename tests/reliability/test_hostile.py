@@ -30,6 +30,7 @@ from reliability_harness import (
     handle_of,
     open_cdn,
     raw_http,
+    read_response,
     read_until_closed,
     wait_for,
     zone_id,
@@ -81,8 +82,17 @@ MALFORMED: list[tuple[str, bytes, set[int]]] = [
 ]
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
-@pytest.mark.parametrize(("case", "payload", "expected"), MALFORMED, ids=[c[0] for c in MALFORMED])
+# Over TLS too for a representative subset (each TLS case costs the 1 s close linger).
+MALFORMED_TLS = {"garbage-request-line", "duplicate-content-length-differing", "proxy-v1-header-from-client", "no-host-http11"}
+MALFORMED_CASES = [
+    pytest.param(case, payload, expected, tls, id=f"{case}-{'https' if tls else 'http'}")
+    for case, payload, expected in MALFORMED
+    for tls in (False, True)
+    if not tls or case in MALFORMED_TLS
+]
+
+
+@pytest.mark.parametrize(("case", "payload", "expected", "tls"), MALFORMED_CASES)
 def test_malformed_request_is_rejected(
     rel_edge: EdgeFixture, healthy: Healthy, case: str, payload: bytes, expected: set[int], tls: bool
 ) -> None:
@@ -111,7 +121,7 @@ OVERSIZED: list[tuple[str, bytes]] = [
 def test_oversized_head_gets_431(rel_edge: EdgeFixture, healthy: Healthy, case: str, payload: bytes, tls: bool) -> None:
     with open_cdn(rel_edge, tls=tls) as sock:
         sock.sendall(payload)
-        result = read_until_closed(sock, 2.0)
+        result = read_response(sock, 3.0)
     assert result.status in {431, 414} if case.startswith("request-target") else result.status == 431, (
         case,
         result.data[:200],
@@ -120,6 +130,14 @@ def test_oversized_head_gets_431(rel_edge: EdgeFixture, healthy: Healthy, case: 
     healthy.check()
 
 
+CLTE_BUG = (
+    "CL.TE smuggling: cdn forwards a request carrying both Content-Length and Transfer-Encoding"
+    " to the origin with BOTH headers (Content-Length from the client, chunked framing) and keeps"
+    " the client connection open; Cloudflare answers 400"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=CLTE_BUG)
 def test_content_length_and_transfer_encoding_is_rejected(rel_edge: EdgeFixture, healthy: Healthy) -> None:
     """Smuggling shape CL.TE: Cloudflare answers 400. RFC 9112 6.3 lets a server process it by
     TE instead, but then it MUST close the connection after responding."""
@@ -129,6 +147,7 @@ def test_content_length_and_transfer_encoding_is_rejected(rel_edge: EdgeFixture,
     healthy.check()
 
 
+@pytest.mark.xfail(strict=True, reason=CLTE_BUG)
 def test_cl_te_never_reaches_origin_with_both_headers(rel_edge: EdgeFixture, healthy: Healthy) -> None:
     payload = b"GET / HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
     result = raw_http(rel_edge, payload, timeout=3)
@@ -240,7 +259,6 @@ TLS_GARBAGE: list[tuple[str, bytes]] = [
     ("random-bytes", os.urandom(600)),
     ("http-on-tls-port", b"GET / HTTP/1.1\r\n" + H + b"\r\n"),
     ("record-header-huge-length", b"\x16\x03\x01\xff\xff" + b"\x00" * 100),
-    ("zero-length-handshake", b"\x16\x03\x01\x00\x00"),
     ("alert-first", b"\x15\x03\x03\x00\x02\x02\x28"),
 ]
 
@@ -255,17 +273,27 @@ def test_tls_garbage_is_closed(rel_edge: EdgeFixture, healthy: Healthy, case: st
     healthy.check()
 
 
-@pytest.mark.parametrize("cut", [1, 5, 40], ids=lambda n: f"first-{n}-bytes")
-def test_truncated_client_hello_is_closed(rel_edge: EdgeFixture, healthy: Healthy, cut: int) -> None:
+HANDSHAKE_BUG = (
+    "cdn TLS listeners have no handshake deadline: open_tcp_listener(ssl=...) passes no"
+    " ssl_handshake_timeout, so an incomplete ClientHello holds the connection for asyncio's 60 s"
+    " default instead of ~limits.header_timeout"
+)
+
+
+@pytest.mark.xfail(strict=True, reason=HANDSHAKE_BUG)
+@pytest.mark.parametrize("case", ["first-40-bytes-of-hello", "zero-length-handshake-record"])
+def test_incomplete_handshake_is_closed(rel_edge: EdgeFixture, healthy: Healthy, case: str) -> None:
     """A ClientHello that never completes must not pin a connection for the 60 s asyncio
     default: the edge should close it within about limits.header_timeout."""
-    hello = _client_hello()
-    budget = float(SMALL_LIMITS["header_timeout"]) + 3.0
-    with socket.create_connection((rel_edge.cdn_ip, rel_edge.port(443)), timeout=5) as sock:
-        sock.sendall(hello[:cut])
-        result = read_until_closed(sock, budget)
-    assert result.closed, f"truncated ClientHello ({cut} bytes) still open after {result.elapsed:.1f}s"
-    healthy.check()
+    payload = _client_hello()[:40] if case.startswith("first") else b"\x16\x03\x01\x00\x00"
+    budget = float(SMALL_LIMITS["header_timeout"]) + 2.0
+    try:
+        with socket.create_connection((rel_edge.cdn_ip, rel_edge.port(443)), timeout=5) as sock:
+            sock.sendall(payload)
+            result = read_until_closed(sock, budget)
+        assert result.closed, f"{case}: still open after {result.elapsed:.1f}s"
+    finally:
+        healthy.check()
 
 
 def test_client_hello_without_sni_fails_handshake(rel_edge: EdgeFixture, healthy: Healthy) -> None:
@@ -306,16 +334,41 @@ def test_dns_garbage_over_udp(rel_edge: EdgeFixture, healthy: Healthy, case: str
     healthy.check()
 
 
+def _read_frames(sock: socket.socket, count: int, timeout: float) -> tuple[bytes, bool]:
+    """Bytes of up to `count` length-prefixed DNS frames, and whether the server closed."""
+    deadline = time.monotonic() + timeout
+    data = b""
+    eof = False
+    while time.monotonic() < deadline:
+        got, rest = 0, data
+        while len(rest) >= 2 and len(rest) >= 2 + int.from_bytes(rest[:2], "big"):
+            got += 1
+            rest = rest[2 + int.from_bytes(rest[:2], "big") :]
+        if got >= count:
+            break
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        except ConnectionResetError:
+            eof = True
+            break
+        if not chunk:
+            eof = True
+            break
+        data += chunk
+    return data, eof
+
+
 @pytest.mark.parametrize(("case", "payload"), DNS_GARBAGE, ids=[c[0] for c in DNS_GARBAGE])
 def test_dns_garbage_over_tcp_then_valid_query(rel_edge: EdgeFixture, healthy: Healthy, case: str, payload: bytes) -> None:
     valid = dns_query_bytes("www.example.com", "A", 0x7777)
     with socket.create_connection(rel_edge.resolver, timeout=3) as sock:
         sock.sendall(dns_tcp_frame(payload) + dns_tcp_frame(valid))
-        result = read_until_closed(sock, float(SMALL_LIMITS["dns_tcp_idle_timeout"]) + 2.0)
-    assert result.closed, "DNS TCP connection not closed"
+        data, eof = _read_frames(sock, 2, float(SMALL_LIMITS["dns_tcp_idle_timeout"]) + 2.0)
     # Either the bad frame got an error answer and the valid one its answer, or the server closed.
     frames = []
-    data = result.data
     while len(data) >= 2:
         n = int.from_bytes(data[:2], "big")
         frames.append(data[2 : 2 + n])
@@ -325,6 +378,8 @@ def test_dns_garbage_over_tcp_then_valid_query(rel_edge: EdgeFixture, healthy: H
             assert dns_rcode(frame) == 0
         else:
             assert dns_rcode(frame) in {1, 4, 5}, (case, frame[:16])
+    # Never a hang: both frames answered, or the server closed the connection.
+    assert len(frames) >= 2 or eof, (case, frames)
     healthy.check()
 
 

@@ -139,7 +139,7 @@ def _server_name(ext: bytes) -> str:
     raise ClientHelloError("server_name without a host_name")
 
 
-def decode_sni(data: bytes) -> str | None | _NeedMoreData:
+def decode_sni(data: bytes) -> str | _NeedMoreData | None:
     """See the module docstring."""
     message = _handshake_bytes(data)
     if isinstance(message, _NeedMoreData):

@@ -5,8 +5,16 @@
 applied), plus the Spectrum handoff listener (below); reports `role_ready("cdn")` once all are
 bound, and runs until cancelled, closing them in `finally`.
 
+TLS accept (`TlsAcceptor`, `start_tls`): the HTTPS listeners are our own accept loops. The
+ClientHello is peeked (MSG_PEEK, `cdn.clienthello.decode_sni`) before any TLS byte is consumed:
+no SNI -> a plaintext `handshake_failure` (40) alert record, a name under no zone ->
+`unrecognized_name` (112), bytes that are no ClientHello -> `decode_error` (50), then close (the
+loop's TLS transports drop an alert raised inside the handshake, so we send it ourselves).
+Otherwise the socket goes to the loop's TLS with the zone's cached SSLContext directly (no SNI
+callback); session tickets come from that context, so resumption works per zone.
+
 Request walk (one `ClientConnection` per TCP connection, one `Exchange` per request):
-SNI -> zone (handshake alert when none) -> h11 request -> header limits (431) -> Host check
+SNI -> zone -> h11 request -> header limits (431) -> Host check
 (1003 / 1001 / 1013) -> inbound proxy-chain check (1000, clients only) -> CDN-Loop limit (1000)
 -> WAF custom rules (1020 / challenge / log) -> SSL mode (`off` redirects HTTPS to HTTP) ->
 origin: the Spectrum app's origin for a handoff, else the Host re-resolved through the stub
@@ -14,7 +22,16 @@ resolver's internal view (NXDOMAIN/NoData -> 1016; a CDN address -> 1000) -> poo
 dialled from `network.cdn_egress_ip` (521/522/523/525/526) -> request head and streamed body
 -> response head within `limits.origin_read_timeout` (524; garbage -> 520) -> streamed body.
 Every request emits one `http_requests` record, a `firewall_events` record per WAF match, and a
-`Trace` (`ctx.events.put_trace`).
+`Trace` (`ctx.events.put_trace`; a `cdn.trace.CdnTrace`, formatted when read).
+
+Hot path (a keep-alive request, measured with bench/cdn/run.sh): the walk runs synchronously in
+`data_received` when the Host's origin address is cached (`ResolvedOrigin`, per snapshot, for
+the DNS TTL) and an idle pooled upstream exists -- no task, no future; a DNS miss or a new
+upstream connection spawns one task. The wait for the origin is callbacks plus the connection's
+single lazily re-armed timer (header / idle / origin read / linger deadlines). The request head
+and body go to the origin in one write, the response head, body and end to the client in one
+write (one TLS record). h11 parses both sides; the events we hand it to serialise are built
+without re-validation (`_request_event`, `_response_event`).
 
 Spectrum handoff (HTTP/HTTPS apps, issue 5) -- the contract:
 - Listener: plain TCP on `(network.cdn_ips[0], listen_port(HANDOFF_PORT))`. Spectrum dials
@@ -58,6 +75,15 @@ import structlog
 from h11._headers import Headers
 
 from cdn import headers as hdr
+from cdn.clienthello import (
+    ALERT_HANDSHAKE_FAILURE,
+    ALERT_UNRECOGNIZED_NAME,
+    MAX_CLIENT_HELLO,
+    NEED_MORE_DATA,
+    ClientHelloError,
+    decode_sni,
+    encode_alert,
+)
 from cdn.errors import (
     AccessDenied,
     BadGateway,
@@ -102,6 +128,13 @@ LINGER_SECONDS = 1.0
 WRITE_HIGH = 256 * 1024
 WRITE_LOW = 64 * 1024
 TLS_HANDSHAKE_TIMEOUT = 10.0
+# The first peek at a ClientHello reads this much (a typical hello is 0.3-2 KB); a bigger one is
+# peeked again with room for MAX_CLIENT_HELLO.
+CLIENT_HELLO_PEEK = 4096
+# Connections accepted per wake-up of an HTTPS listener before yielding to the loop.
+ACCEPT_BATCH = 64
+# decode_error: the bytes on a TLS port were not a ClientHello.
+ALERT_DECODE_ERROR = 50
 # Origin addresses remembered per snapshot (ResolvedOrigin); past this the memo starts over.
 MAX_CACHED_ORIGINS = 10_000
 
@@ -260,16 +293,8 @@ class CdnRole:
         self.resolver = resolver
         self.certificates = certificates
         self.pool = pool
-        self.server_context = self._make_server_context()
 
     # -- TLS
-
-    def _make_server_context(self) -> ssl.SSLContext:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.set_alpn_protocols(["http/1.1"])
-        context.sni_callback = self._on_sni
-        return context
 
     def zone_context(self, snapshot: Snapshot, zone: Zone) -> ssl.SSLContext:
         cache: dict[str, ssl.SSLContext] = snapshot.derived("cdn.tls_contexts", lambda _s: {})
@@ -281,22 +306,6 @@ class CdnRole:
             context.set_alpn_protocols(["http/1.1"])
             cache[zone.name] = context
         return context
-
-    def _on_sni(self, sslobj: Any, name: str | None, _base: ssl.SSLContext) -> int | None:
-        if not name:
-            return ssl.ALERT_DESCRIPTION_HANDSHAKE_FAILURE
-        try:
-            snapshot = self.store.current
-            zone = select_zone(snapshot.zones_by_name, name)
-            if zone is None:
-                log.debug("cdn.tls.sni_refused", sni=name)
-                return ssl.ALERT_DESCRIPTION_UNRECOGNIZED_NAME
-            sslobj.context = self.zone_context(snapshot, zone)
-            sslobj.cdn_sni = name.lower().rstrip(".")
-        except Exception:
-            log.exception("cdn.tls.sni_failed", sni=name)
-            return ssl.ALERT_DESCRIPTION_INTERNAL_ERROR
-        return None
 
     def warm(self, snapshot: Snapshot) -> None:
         for zone in snapshot.config.zones:
@@ -376,6 +385,7 @@ class ClientConnection(asyncio.Protocol):
         listen_ip: str,
         listen_port: int,
         handoff: Handoff | None = None,
+        sni: str | None = None,
     ) -> None:
         self.role = role
         self.tls = tls
@@ -392,7 +402,7 @@ class ClientConnection(asyncio.Protocol):
         self.client_ip = ""
         self.client_port = 0
         self.peer_ip = ""
-        self.sni: str | None = None
+        self.sni: str | None = sni  # from the peeked ClientHello (see TlsAcceptor)
         self.tls_version = "none"
         self.internal = False
         self.draining = False
@@ -433,9 +443,8 @@ class ClientConnection(asyncio.Protocol):
         if self.tls:
             sslobj = transport.get_extra_info("ssl_object")
             if sslobj is not None:
-                self.sni = getattr(sslobj, "cdn_sni", None)
                 self.tls_version = sslobj.version() or "none"
-        self.role.ctx.connections.add(self)
+        self.role.ctx.connections.add(self, "cdn")
         self._registered = True
         self._arm(self.limits.header_timeout, self._on_header_timeout)
 
@@ -1461,6 +1470,166 @@ def origin_port_and_scheme(ssl_mode: str, client_tls: bool, edge_port: int) -> t
     return edge_port, client_tls
 
 
+# ---------------------------------------------------------------------------- TLS accept
+
+
+class SniRefused(Exception):
+    """A ClientHello the edge will not serve: the alert record to answer with, and why."""
+
+    def __init__(self, alert: int, reason: str) -> None:
+        super().__init__(reason)
+        self.alert = alert
+        self.reason = reason
+
+
+def select_tls_context(role: CdnRole, snapshot: Snapshot, sni: str | None) -> ssl.SSLContext:
+    """The zone's server context for a peeked SNI; SniRefused (with the alert) otherwise."""
+    if not sni:
+        raise SniRefused(ALERT_HANDSHAKE_FAILURE, "no SNI")
+    zone = select_zone(snapshot.zones_by_name, sni)
+    if zone is None:
+        raise SniRefused(ALERT_UNRECOGNIZED_NAME, "no zone for the SNI")
+    try:
+        return role.zone_context(snapshot, zone)
+    except Exception as e:
+        log.exception("cdn.tls.context_failed", zone=zone.name)
+        raise SniRefused(ssl.ALERT_DESCRIPTION_INTERNAL_ERROR, "no certificate") from e
+
+
+async def peek_sni(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> str | None:
+    """The SNI of the ClientHello waiting on `sock` (None without one), read with MSG_PEEK so the
+    TLS layer still gets every byte. ClientHelloError for anything else; ConnectionError when the
+    peer closes first. The caller bounds the wait."""
+    limit = CLIENT_HELLO_PEEK
+    delay = 0.001
+    while True:
+        try:
+            data = sock.recv(limit, socket.MSG_PEEK)
+        except BlockingIOError:
+            await _wait_readable(loop, sock)
+            continue
+        if not data:
+            raise ConnectionError("closed before the ClientHello")
+        result = decode_sni(data)
+        if result is not NEED_MORE_DATA:
+            assert result is None or isinstance(result, str)
+            return result
+        if len(data) >= limit:
+            if limit >= MAX_CLIENT_HELLO + 64:
+                raise ClientHelloError("ClientHello too large")
+            limit = MAX_CLIENT_HELLO + 64
+            continue
+        # Part of the hello is in: the socket stays readable while we only peek, so poll.
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 0.05)
+
+
+def refuse_tls(sock: socket.socket, alert: int) -> None:
+    """Answer a ClientHello with a fatal alert record and close. The hello is read first: closing
+    with unread bytes would send a reset, and the client might lose the alert."""
+    _drain(sock)
+    with contextlib.suppress(OSError):
+        sock.send(encode_alert(alert))
+        sock.shutdown(socket.SHUT_WR)
+    sock.close()
+
+
+def _drain(sock: socket.socket) -> None:
+    """Read what the peer already sent (non-blocking), so a close sends FIN, not a reset."""
+    with contextlib.suppress(OSError):
+        while sock.recv(MAX_CLIENT_HELLO + 64):
+            pass
+
+
+async def start_tls(
+    role: CdnRole, sock: socket.socket, factory: Callable[[str | None], asyncio.Protocol], *, where: str
+) -> None:
+    """Peek the SNI, answer an alert when no zone serves it, else hand `sock` to the loop's TLS
+    with that zone's context (no SNI callback needed). Owns `sock` until the loop takes it."""
+    loop = asyncio.get_running_loop()
+    sni: str | None = None
+    # The ClientHello, then the handshake, each within limits.header_timeout: a client that
+    # stalls mid-hello is closed like one that stalls mid-headers.
+    deadline = min(TLS_HANDSHAKE_TIMEOUT, role.store.current.config.limits.header_timeout)
+    try:
+        async with asyncio.timeout(deadline):
+            sni = await peek_sni(loop, sock)
+        context = select_tls_context(role, role.store.current, sni)
+    except asyncio.CancelledError:
+        sock.close()
+        raise
+    except SniRefused as e:
+        log.debug("cdn.tls.sni_refused", sni=sni, reason=e.reason, alert=e.alert, listener=where)
+        refuse_tls(sock, e.alert)
+        return
+    except ClientHelloError as e:
+        log.debug("cdn.tls.not_a_client_hello", error=str(e), listener=where)
+        refuse_tls(sock, ALERT_DECODE_ERROR)
+        return
+    except (OSError, TimeoutError) as e:  # ConnectionError is an OSError
+        log.debug("cdn.tls.no_client_hello", error=repr(e), listener=where)
+        _drain(sock)
+        sock.close()
+        return
+    try:
+        await loop.connect_accepted_socket(
+            lambda: factory(sni), sock, ssl=context, ssl_handshake_timeout=deadline
+        )
+    except (OSError, TimeoutError, ssl.SSLError) as e:
+        # The transport owns (and has closed) the socket by now.
+        log.debug("cdn.tls.handshake_failed", sni=sni, error=repr(e), listener=where)
+
+
+class TlsAcceptor:
+    """An HTTPS listener: accepts in batches from the loop's reader callback and runs
+    `start_tls` for each connection. `close()` stops accepting and drops pending handshakes."""
+
+    def __init__(self, role: CdnRole, sock: socket.socket, listen_ip: str, listen_port: int) -> None:
+        self.role = role
+        self.sock = sock
+        self.listen_ip = listen_ip
+        self.listen_port = listen_port  # logical
+        self.name = f"{listen_ip}:{listen_port}"
+        self.loop = asyncio.get_running_loop()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.closed = False
+        self.loop.add_reader(sock.fileno(), self._on_acceptable)
+
+    def _factory(self, sni: str | None) -> asyncio.Protocol:
+        return ClientConnection(self.role, tls=True, listen_ip=self.listen_ip, listen_port=self.listen_port, sni=sni)
+
+    def _on_acceptable(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                conn, _addr = self.sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as e:
+                # Overload (EMFILE, ENFILE, ENOBUFS, ENOMEM): pause accepting, keep serving.
+                log.warning("cdn.tls.accept_failed", error=str(e), listener=self.name)
+                self.loop.remove_reader(self.sock.fileno())
+                self.loop.call_later(0.1, self._resume)
+                return
+            conn.setblocking(False)
+            task = self.loop.create_task(start_tls(self.role, conn, self._factory, where=self.name))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    def _resume(self) -> None:
+        if not self.closed and self.sock.fileno() >= 0:
+            self.loop.add_reader(self.sock.fileno(), self._on_acceptable)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.sock.fileno() >= 0:
+            self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        for task in self.tasks:
+            task.cancel()
+
+
 # ---------------------------------------------------------------------------- handoff listener
 
 
@@ -1539,12 +1708,18 @@ async def serve_handoff(role: CdnRole, sock: socket.socket) -> None:
                 return
             app, zone, port = found
             handoff = Handoff((str(src[0]), int(src[1])), (str(dst[0]), port), app, zone)
-            tls = app.traffic_type == "https"
+            edge_ip = str(dst[0])
+            if app.traffic_type == "https":
+
+                def factory(sni: str | None) -> asyncio.Protocol:
+                    return ClientConnection(
+                        role, tls=True, listen_ip=edge_ip, listen_port=port, handoff=handoff, sni=sni
+                    )
+
+                await start_tls(role, conn, factory, where="spectrum-handoff")
+                return
             await loop.connect_accepted_socket(
-                lambda: ClientConnection(role, tls=tls, listen_ip=str(dst[0]), listen_port=port, handoff=handoff),
-                conn,
-                ssl=role.server_context if tls else None,
-                ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if tls else None,
+                lambda: ClientConnection(role, tls=False, listen_ip=edge_ip, listen_port=port, handoff=handoff), conn
             )
         except (OSError, TimeoutError, ValueError, ssl.SSLError) as e:
             log.debug("cdn.handoff.failed", error=repr(e))
@@ -1596,7 +1771,7 @@ def _open_certificates(state_dir: Path) -> tuple[Any, Any]:
 
 async def serve_cdn(ctx: RoleContext) -> None:
     """Role "cdn": the edge listeners and the handoff listener, until cancelled."""
-    from edge.runtime import Bind, bind_remedy
+    from edge.runtime import Bind, bind_remedy, listen_socket
 
     snapshot = ctx.store.current
     net = snapshot.config.network
@@ -1623,32 +1798,49 @@ async def serve_cdn(ctx: RoleContext) -> None:
 
         resolver = StubResolver(ctx.store, source_ip=str(net.cdn_egress_ip))
     role = CdnRole(ctx, resolver=resolver, certificates=certificates, pool=pool)
+    ctx.drain_hooks.append(pool.drain)
     role.warm(snapshot)
     unsubscribe = ctx.store.subscribe(role.warm)
     servers: list[asyncio.AbstractServer] = []
+    acceptors: list[TlsAcceptor] = []
     handoff_sock: socket.socket | None = None
     handoff_task: asyncio.Task[None] | None = None
     try:
         for ip in net.cdn_ips:
             address = str(ip)
-            for port, tls in [*((p, False) for p in net.cdn_http_ports), *((p, True) for p in net.cdn_https_ports)]:
+            for port in net.cdn_http_ports:
 
-                def factory(address: str = address, port: int = port, tls: bool = tls) -> asyncio.Protocol:
-                    return ClientConnection(role, tls=tls, listen_ip=address, listen_port=port)
+                def factory(address: str = address, port: int = port) -> asyncio.Protocol:
+                    return ClientConnection(role, tls=False, listen_ip=address, listen_port=port)
 
                 server = await open_tcp_listener(
                     ctx.binds,
                     role="cdn",
-                    name=f"{'https' if tls else 'http'}-{address}-{port}",
+                    name=f"http-{address}-{port}",
                     address=address,
                     port=snapshot.listen_port(port),
                     factory=factory,
-                    ssl=role.server_context if tls else None,
                     backlog=4096,
                     port_offset=snapshot.port_offset,
                 )
                 if server is not None:
                     servers.append(server)
+            for port in net.cdn_https_ports:
+                # HTTPS: our own accept loop, so the ClientHello's SNI is peeked before TLS starts
+                # (an unknown name gets its alert; a known one its zone's context directly).
+                dial = snapshot.listen_port(port)
+                bind = Bind("cdn", f"https-{address}-{port}", "tcp", address, dial)
+                try:
+                    sock = listen_socket(address, dial, backlog=4096)
+                except OSError as e:
+                    bind.status, bind.reason = "failed", bind_remedy(e, address, dial, snapshot.port_offset)
+                    ctx.binds.record(bind)
+                    log.error("cdn.bind.failed", address=address, port=dial, reason=bind.reason)
+                    continue
+                acceptor = TlsAcceptor(role, sock, address, port)
+                acceptors.append(acceptor)
+                bind.status = "bound"
+                ctx.binds.record(bind, acceptor.close)
         handoff_address = str(net.cdn_ips[0])
         handoff_port = snapshot.listen_port(HANDOFF_PORT)
         bind = Bind("cdn", "spectrum-handoff", "tcp", handoff_address, handoff_port)
@@ -1662,12 +1854,14 @@ async def serve_cdn(ctx: RoleContext) -> None:
             ctx.binds.record(bind, handoff_sock.close)
             handoff_task = asyncio.create_task(serve_handoff(role, handoff_sock), name="cdn-handoff")
         ctx.binds.role_ready("cdn")
-        log.info("cdn.role.ready", listeners=len(servers), colo=net.colo)
+        log.info("cdn.role.ready", listeners=len(servers) + len(acceptors), colo=net.colo)
         await asyncio.Event().wait()
     finally:
         unsubscribe()
         for server in servers:
             server.close()
+        for acceptor in acceptors:
+            acceptor.close()
         if handoff_task is not None:
             handoff_task.cancel()
         if handoff_sock is not None:

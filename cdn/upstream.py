@@ -217,6 +217,7 @@ class UpstreamPool:
         self._insecure = insecure_context
         self._verify = verify_context
         self._all: set[UpstreamConnection] = set()
+        self._draining = False
 
     def take_idle(self, target: OriginTarget) -> UpstreamConnection | None:
         bucket = self._idle.get(target.key)
@@ -270,7 +271,7 @@ class UpstreamPool:
     def release(self, up: UpstreamConnection) -> None:
         """Back to the pool if it can carry another request; closed otherwise."""
         up.owner = None
-        if not up.reusable():
+        if self._draining or not up.reusable():
             up.close()
             return
         up.conn.start_next_cycle()
@@ -290,6 +291,15 @@ class UpstreamPool:
 
     def idle_count(self) -> int:
         return sum(len(b) for b in self._idle.values())
+
+    def drain(self) -> None:
+        """Shutdown has begun: close the idle connections and pool no more (an idle upstream to
+        Spectrum would otherwise hold a relay open until the shutdown deadline)."""
+        self._draining = True
+        for bucket in list(self._idle.values()):
+            for up in list(bucket):
+                up.close()
+        self._idle.clear()
 
     async def aclose(self) -> None:
         for up in list(self._all):

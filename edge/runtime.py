@@ -1,8 +1,11 @@
 """Runtime: start the roles on one loop, report binds for readiness, shut down in order.
 
-Shutdown order (uvicorn's): stop accepting (close every listener), ask connections to finish,
-wait for them up to `limits.shutdown_deadline`, abort the rest, cancel the role tasks. A
-second signal skips the wait.
+Shutdown order (uvicorn's), in two tiers: first the front roles that clients talk to (cdn,
+spectrum, api) stop accepting, run their drain hooks (the CDN closes its idle upstreams), ask
+their connections to finish and are waited for; then the back roles those connections depend
+on (resolver, origins) do the same, so a request in flight still resolves and reaches a demo
+origin. One `limits.shutdown_deadline` covers both tiers; what is left is aborted, then the
+role tasks are cancelled. A second signal skips the waits.
 
 Roles are `serve_*` coroutines taking a `RoleContext`; they run until cancelled and close what
 they opened in `finally`. They register listeners through `open_tcp_listener` /
@@ -38,6 +41,8 @@ ROLES: dict[str, str] = {
     "api": "edge.admin:serve_admin",
 }
 ALL_ROLES = tuple(ROLES)
+# Roles that other roles' connections depend on: drained after the front roles.
+BACK_ROLES = frozenset({"resolver", "origins"})
 
 # Accept errors that mean "out of resources" (trio's list): log, pause, keep serving.
 OVERLOAD_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -55,38 +60,52 @@ class Connections:
     """Live connections of the process, for graceful shutdown and leak checks."""
 
     def __init__(self) -> None:
-        self._live: set[Connection] = set()
-        self._empty = asyncio.Event()
-        self._empty.set()
-        self.draining = False
+        self._live: dict[Connection, str] = {}
+        self._changed = asyncio.Event()
+        self._draining: set[str] | None = None  # None: not draining; else the roles being drained
 
-    def add(self, conn: Connection) -> None:
-        self._live.add(conn)
-        self._empty.clear()
-        if self.draining:
+    @property
+    def draining(self) -> bool:
+        return self._draining is not None
+
+    def add(self, conn: Connection, role: str = "") -> None:
+        self._live[conn] = role
+        if self._draining is not None and (role in self._draining or "*" in self._draining):
             conn.shutdown()
 
     def discard(self, conn: Connection) -> None:
-        self._live.discard(conn)
-        if not self._live:
-            self._empty.set()
+        if self._live.pop(conn, None) is not None or not self._live:
+            self._changed.set()
 
     def __len__(self) -> int:
         return len(self._live)
 
-    def shutdown_all(self) -> None:
-        self.draining = True
-        for conn in list(self._live):
-            conn.shutdown()
+    def count(self, roles: Iterable[str] | None = None) -> int:
+        if roles is None:
+            return len(self._live)
+        wanted = set(roles)
+        return sum(1 for role in self._live.values() if role in wanted)
+
+    def shutdown_all(self, roles: Iterable[str] | None = None) -> None:
+        """Ask the connections of `roles` (all when None) to finish; new ones are asked at once."""
+        wanted = {"*"} if roles is None else set(roles)
+        self._draining = (self._draining or set()) | wanted
+        for conn, role in list(self._live.items()):
+            if "*" in wanted or role in wanted:
+                conn.shutdown()
 
     def abort_all(self) -> None:
         for conn in list(self._live):
             conn.abort()
 
-    async def wait_empty(self, timeout: float) -> bool:
+    async def wait_empty(self, timeout: float, roles: Iterable[str] | None = None) -> bool:
+        """Wait until no connection of `roles` (any role when None) is left; False on timeout."""
+        wanted = None if roles is None else tuple(roles)
         try:
             async with asyncio.timeout(timeout):
-                await self._empty.wait()
+                while self.count(wanted):
+                    self._changed.clear()
+                    await self._changed.wait()
             return True
         except TimeoutError:
             return False
@@ -152,14 +171,18 @@ class Binds:
             and all(b.status == "bound" for b in self._binds.values())
         )
 
-    def close_all(self) -> None:
+    def close_all(self, roles: Iterable[str] | None = None) -> None:
+        """Close the listeners of `roles` (all when None)."""
+        wanted = None if roles is None else set(roles)
         for key, closer in list(self._closers.items()):
+            if wanted is not None and key[0] not in wanted:
+                continue
             with contextlib.suppress(Exception):
                 closer()
             bind = self._binds.get(key)
             if bind is not None:
                 bind.status = "closed"
-        self._closers.clear()
+            del self._closers[key]
 
 
 def bind_remedy(err: OSError, address: str, port: int, port_offset: int) -> str:
@@ -281,6 +304,9 @@ class RoleContext:
     state_dir: Path
     roles: tuple[str, ...]
     extras: dict[str, Any] = field(default_factory=dict)
+    # Called once when shutdown starts, before connections are asked to finish (the CDN closes
+    # its idle pooled upstreams here, so the Spectrum relays they hold can end).
+    drain_hooks: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def snapshot(self) -> Any:
@@ -329,16 +355,28 @@ async def serve_roles(ctx: RoleContext, *, stop: asyncio.Event, force: asyncio.E
                 failed.append(role)
                 exc = t.exception()
                 log.error("runtime.role.failed", role=role, error=repr(exc) if exc else "returned", exc_info=exc)
-        # 1. stop accepting
+        loop = asyncio.get_running_loop()
+        end = loop.time() + float(ctx.store.current.config.limits.shutdown_deadline)
+        front = [r for r in ALL_ROLES if r not in BACK_ROLES] + [""]  # "": a connection of no role
+        for hook in ctx.drain_hooks:
+            try:
+                hook()
+            except Exception:
+                log.exception("runtime.shutdown.hook_failed")
+        for tier in (front, sorted(BACK_ROLES)):
+            # 1. stop accepting; 2. ask connections to finish; 3. wait up to the deadline
+            # (a second signal cuts it short)
+            ctx.binds.close_all(tier)
+            ctx.connections.shutdown_all(tier)
+            if force.is_set():
+                break
+            waiter = asyncio.create_task(ctx.connections.wait_empty(max(end - loop.time(), 0.0), tier))
+            forcer = asyncio.create_task(force.wait())
+            await asyncio.wait([waiter, forcer], return_when=asyncio.FIRST_COMPLETED)
+            forcer.cancel()
+            waiter.cancel()
         ctx.binds.close_all()
-        # 2. ask connections to finish; 3. wait up to the deadline (a second signal cuts it short)
         ctx.connections.shutdown_all()
-        deadline = ctx.store.current.config.limits.shutdown_deadline
-        waiter = asyncio.create_task(ctx.connections.wait_empty(deadline))
-        forcer = asyncio.create_task(force.wait())
-        await asyncio.wait([waiter, forcer], return_when=asyncio.FIRST_COMPLETED)
-        forcer.cancel()
-        waiter.cancel()
         if len(ctx.connections):
             log.warning("runtime.shutdown.aborting", connections=len(ctx.connections))
         # 4. abort the rest

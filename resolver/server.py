@@ -195,7 +195,7 @@ class _TcpConnection(asyncio.Protocol):
         self._idle = float(self._resolver.ctx.store.current.config.limits.dns_tcp_idle_timeout)
         self._last = self._loop.time()
         self._timer = self._loop.call_later(self._idle, self._check_idle)
-        self._resolver.ctx.connections.add(self)
+        self._resolver.ctx.connections.add(self, "resolver")
 
     def data_received(self, data: bytes) -> None:
         transport = self._transport

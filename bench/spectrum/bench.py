@@ -26,6 +26,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -383,8 +384,7 @@ def measure(name: str, scenario: str, repeat: int, run: Callable[..., float], *a
     for _ in range(repeat):
         values.append(run(*args))
         print(f"# {name}: {scenario} {values[-1]:.1f}", file=sys.stderr, flush=True)
-    values.sort()
-    return values[len(values) // 2]
+    return statistics.median(values)
 
 
 def main() -> int:

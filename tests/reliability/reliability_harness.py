@@ -373,5 +373,3 @@ def dns_tcp_exchange(edge: EdgeFixture, data: bytes, timeout: float = 3.0) -> Ra
     with socket.create_connection(edge.resolver, timeout=timeout) as s:
         s.sendall(data)
         return read_until_closed(s, timeout)
-
-

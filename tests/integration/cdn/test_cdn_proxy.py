@@ -66,7 +66,11 @@ async def test_name_without_record_gets_tls_then_1016(cdn_env: CdnEnv) -> None:
 
 
 async def test_unknown_sni_fails_handshake(cdn_env: CdnEnv) -> None:
-    for args in (["-servername", "www.unknown.test"], ["-noservername"]):
+    cases = [
+        (["-servername", "nosuch.unknown.test"], "tlsv1 unrecognized name", "alert number 112"),
+        (["-noservername"], "handshake failure", "alert number 40"),
+    ]
+    for args, reason, number in cases:
         proc = await asyncio.create_subprocess_exec(
             "openssl", "s_client", "-connect", f"{cdn_env.cdn_ip}:443", *args,
             stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
@@ -74,10 +78,31 @@ async def test_unknown_sni_fails_handshake(cdn_env: CdnEnv) -> None:
         out, err = await proc.communicate()
         text = (out + err).decode()
         assert proc.returncode != 0
-        # No certificate is ever served. (The alert itself is not flushed: asyncio's SSL transport
-        # drops the pending alert record when the handshake fails; see the report.)
-        assert "no peer certificate available" in text, text
+        # The edge answers the ClientHello with the alert itself (cdn.clienthello) and closes.
+        assert reason in text and number in text, text
         assert "BEGIN CERTIFICATE" not in text
+    # A healthy handshake on the same listener still works.
+    proc = await asyncio.create_subprocess_exec(
+        "openssl", "s_client", "-connect", f"{cdn_env.cdn_ip}:443", "-servername", "www.example.com",
+        "-CAfile", str(cdn_env.ca.path), "-verify_return_error",
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, _ = await proc.communicate()
+    assert b"Verify return code: 0 (ok)" in out
+
+
+async def test_unknown_sni_alert_reaches_python_client(cdn_env: CdnEnv) -> None:
+    context = cdn_env.ca.client_context()
+    context.check_hostname = False
+    with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+        await asyncio.open_connection(cdn_env.cdn_ip, 443, ssl=context, server_hostname="nosuch.unknown.test")
+    # Plain HTTP on the TLS port: not a ClientHello, so a decode_error alert and a close.
+    reader, writer = await asyncio.open_connection(cdn_env.cdn_ip, 443)
+    writer.write(b"GET / HTTP/1.1\r\nHost: www.example.com\r\n\r\n")
+    data = await asyncio.wait_for(reader.read(), 5)
+    assert data == bytes.fromhex("15030300020232")
+    writer.close()
+    await writer.wait_closed()
 
 
 async def test_host_checks_1001_1003_1013(cdn_env: CdnEnv) -> None:
@@ -289,3 +314,67 @@ async def test_waf_block_seed_rule(tmp_path: Path) -> None:
         status, _, _ = await env.curl("www.example.com")
         assert status == 200
         assert env.records("http_requests")[-1]["SecurityActions"] == ["log", "log"]
+
+
+async def test_stale_pooled_connection_retried_once(tmp_path: Path) -> None:
+    """An origin that closes a kept-alive connection instead of answering its second request:
+    the edge retries the (bodiless) request once on a new connection; the client sees a 200."""
+
+    writers: list[asyncio.StreamWriter] = []
+
+    async def origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            await reader.readuntil(b"\r\n\r\n")  # the reused connection's request: no answer
+        writer.close()
+
+    def record(data: dict[str, Any]) -> None:
+        block = data["network"]["resolver"].split(".")[1]
+        data["zones"][0]["dns_records"].append(
+            {"name": "flaky.example.com", "type": "A", "content": f"127.{block}.30.9", "proxied": True}
+        )
+
+    async with open_cdn_env(tmp_path, record) as env:
+        server = await asyncio.start_server(origin, env.ip(30, 9), 80)
+        try:
+            for _ in range(2):
+                status, _, body = await env.curl("flaky.example.com", "/x", scheme="http", port=80)
+                assert (status, body) == (200, b"ok")
+            rec = env.records("http_requests")[-1]
+            trace = env.events.trace(rec["RayID"])
+            assert trace is not None
+            decisions = [(s.stage, s.decision) for s in trace.steps]
+            assert ("origin", "reused") in decisions
+            assert ("origin", "stale_reused_connection") in decisions
+            assert decisions[-2:] == [("origin", "responded"), ("response", "sent")]
+        finally:
+            server.close()
+            for writer in writers:
+                writer.close()
+                with contextlib.suppress(ConnectionError):
+                    await writer.wait_closed()
+
+
+async def test_incomplete_client_hello_closed_after_header_timeout(tmp_path: Path) -> None:
+    def short(data: dict[str, Any]) -> None:
+        data.setdefault("limits", {})["header_timeout"] = 1.0
+
+    hello = (Path(__file__).parents[2] / "unit" / "cdn" / "fixtures" / "clienthello_openssl_sni.bin").read_bytes()
+    async with open_cdn_env(tmp_path, short) as env:
+        reader, writer = await asyncio.open_connection(env.cdn_ip, 443)
+        writer.write(hello[:40])
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        assert 0.8 <= loop.time() - start <= 3.0
+        writer.close()
+        await writer.wait_closed()
+        # A zero-length handshake record is no ClientHello: decode_error, at once.
+        reader, writer = await asyncio.open_connection(env.cdn_ip, 443)
+        writer.write(b"\x16\x03\x01\x00\x00")
+        assert await asyncio.wait_for(reader.read(), 1) == bytes.fromhex("15030300020232")
+        writer.close()
+        await writer.wait_closed()

@@ -53,6 +53,14 @@ class LoopDetected(ProhibitedIP):
     """1000-class: CDN-Loop says the request went round more than `limits.cdn_loop_limit` times."""
 
 
+class RestrictedIP(EdgeError):
+    """1002: the origin resolves to a local or disallowed address. In the emulator: localhost
+    (127.0.0.1, ::1), the emulator's own service addresses (admin API, resolver, egress
+    addresses) and unspecified, multicast or broadcast addresses."""
+
+    status, code, title, error_type = 403, 1002, "DNS points to prohibited IP", "1xxx"
+
+
 class DnsResolutionError(EdgeError):
     """1001: Host names no zone."""
 

@@ -18,7 +18,8 @@ SNI -> zone -> h11 request -> header limits (431) -> Host check
 (1003 / 1001 / 1013) -> inbound proxy-chain check (1000, clients only) -> CDN-Loop limit (1000)
 -> WAF custom rules (1020 / challenge / log) -> SSL mode (`off` redirects HTTPS to HTTP) ->
 origin: the Spectrum app's origin for a handoff, else the Host re-resolved through the stub
-resolver's internal view (NXDOMAIN/NoData -> 1016; a CDN address -> 1000) -> pooled upstream
+resolver's internal view (NXDOMAIN/NoData -> 1016; a CDN address -> 1000; localhost or an
+emulator-internal address -> 1002) -> pooled upstream
 dialled from `network.cdn_egress_ip` (521/522/523/525/526) -> request head and streamed body
 -> response head within `limits.origin_read_timeout` (524; garbage -> 520) -> streamed body.
 Every request emits one `http_requests` record, a `firewall_events` record per WAF match, and a
@@ -96,6 +97,7 @@ from cdn.errors import (
     OriginUnknownError,
     ProhibitedIP,
     RequestTimeout,
+    RestrictedIP,
     render_challenge,
     render_error,
 )
@@ -293,6 +295,9 @@ class CdnRole:
         self.resolver = resolver
         self.certificates = certificates
         self.pool = pool
+        # Live client connections per listener (ip, logical port), for
+        # limits.max_connections_per_listener.
+        self.live: dict[tuple[str, int], int] = {}
 
     # -- TLS
 
@@ -413,6 +418,7 @@ class ClientConnection(asyncio.Protocol):
         self._on_deadline: Callable[[], None] | None = None
         self._task: asyncio.Task[None] | None = None
         self._registered = False
+        self._counted: tuple[str, int] | None = None
         self._got_bytes = False
         self._out: list[bytes] | None = None  # client writes being gathered (upstream_events)
         self._ips: dict[str, ipaddress.IPv4Address | ipaddress.IPv6Address] = {}
@@ -440,6 +446,17 @@ class ClientConnection(asyncio.Protocol):
         else:
             self.client_ip, self.client_port = self.peer_ip, peer_port
             self.internal = self.peer_ip in self.role.internal_peers(self.role.store.current)
+        if self.handoff is None:
+            key = (self.listen_ip, self.listen_port)
+            live = self.role.live
+            count = live.get(key, 0)
+            if count >= self.limits.max_connections_per_listener:
+                log.warning("cdn.connection.over_limit", listener=f"{key[0]}:{key[1]}", limit=count)
+                self.phase = _CLOSING
+                self.transport.abort()
+                return
+            live[key] = count + 1
+            self._counted = key
         if self.tls:
             sslobj = transport.get_extra_info("ssl_object")
             if sslobj is not None:
@@ -483,6 +500,13 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._drop_timer()
         self.phase = _CLOSING
+        counted, self._counted = self._counted, None
+        if counted is not None:
+            left = self.role.live.get(counted, 1) - 1
+            if left > 0:
+                self.role.live[counted] = left
+            else:
+                self.role.live.pop(counted, None)
         if self._registered:
             self.role.ctx.connections.discard(self)
             self._registered = False
@@ -616,6 +640,12 @@ class ClientConnection(asyncio.Protocol):
             etype = type(event)
             if etype is h11.Request:
                 assert isinstance(event, h11.Request)
+                if _ambiguous_framing(event):
+                    # CL.TE smuggling shape: answered 400 and closed, as Cloudflare does.
+                    self._local_error_no_exchange(
+                        ClientError("request has both Content-Length and Transfer-Encoding")
+                    )
+                    return
                 self._start(event)
                 return
             if etype is h11.Data:
@@ -913,6 +943,9 @@ class ClientConnection(asyncio.Protocol):
         if snapshot.is_cdn_ip(ip) or ip == net.cdn_egress_ip:
             ex.trace.add("dns", "prohibited", address=address, reason="CDN edge address (loop guard)")
             raise ProhibitedIP(f"{host} resolves to the CDN address {address}")
+        if snapshot.is_restricted_origin(ip):
+            ex.trace.add("dns", "prohibited", address=address, reason="local or emulator-internal address")
+            raise RestrictedIP(f"{host} resolves to the restricted address {address}")
         spectrum = snapshot.is_spectrum_ip(ip)
         if spectrum:
             ex.trace.add("dns", "spectrum", address=address)
@@ -1449,6 +1482,17 @@ class ClientConnection(asyncio.Protocol):
 
 def _triples(pairs: tuple[tuple[bytes, bytes], ...]) -> list[tuple[bytes, bytes, bytes]]:
     return [(n, n.lower(), v) for n, v in pairs]
+
+
+def _ambiguous_framing(request: h11.Request) -> bool:
+    """Both Content-Length and Transfer-Encoding (RFC 9112 6.3: a smuggling shape)."""
+    cl = te = False
+    for name, _ in request.headers:
+        if name == b"content-length":
+            cl = True
+        elif name == b"transfer-encoding":
+            te = True
+    return cl and te
 
 
 def _client_error(status: int, detail: str) -> EdgeError:

@@ -18,6 +18,8 @@ import asyncio
 import contextlib
 import errno
 import importlib
+import os
+import resource
 import signal
 import socket
 import ssl as ssl_module
@@ -346,6 +348,7 @@ async def serve_roles(ctx: RoleContext, *, stop: asyncio.Event, force: asyncio.E
     ctx.binds.started = True
     ctx.binds.changed.set()
     watch = asyncio.create_task(ctx.store.serve_watch(), name="store-watch")
+    fd_watch = asyncio.create_task(watch_descriptors(), name="fd-watch")
     stopper = asyncio.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
@@ -384,10 +387,46 @@ async def serve_roles(ctx: RoleContext, *, stop: asyncio.Event, force: asyncio.E
     finally:
         stopper.cancel()
         watch.cancel()
+        fd_watch.cancel()
         for t in tasks:
             t.cancel()
-        await asyncio.gather(*tasks, watch, stopper, return_exceptions=True)
+        await asyncio.gather(*tasks, watch, fd_watch, stopper, return_exceptions=True)
     return failed
+
+
+async def watch_descriptors(interval: float = 1.0) -> None:
+    """Log descriptor exhaustion (EMFILE) as `runtime.overload`, and its end.
+
+    uvloop's listeners never report EMFILE: libuv accepts with a reserve descriptor and closes
+    the connection at once, silently. So the process watches its own descriptor count against
+    RLIMIT_NOFILE: above 90% (or when even listing them fails with EMFILE) it warns once with the
+    remedy; below 80% it says the overload is over."""
+    fd_dir = "/proc/self/fd"
+    if not os.path.isdir(fd_dir):
+        return
+    over = False
+    while True:
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        try:
+            count = len(os.listdir(fd_dir))
+        except OSError as e:
+            if e.errno not in OVERLOAD_ERRNOS:
+                return
+            count = soft
+        if soft > 0 and soft != resource.RLIM_INFINITY:
+            if not over and count >= soft * 0.9:
+                over = True
+                log.warning(
+                    "runtime.overload",
+                    error="EMFILE (Too many open files): new connections are being refused",
+                    descriptors=count,
+                    limit=soft,
+                    remedy="raise the open-files limit (ulimit -n, or nofile in docker compose ulimits)",
+                )
+            elif over and count < soft * 0.8:
+                over = False
+                log.info("runtime.overload.cleared", descriptors=count, limit=soft)
+        await asyncio.sleep(interval)
 
 
 def install_signal_handlers(stop: asyncio.Event, force: asyncio.Event) -> Callable[[], None]:

@@ -174,6 +174,29 @@ class Snapshot:
     def is_cdn_ip(self, ip: IPAddress) -> bool:
         return ip in self.config.network.cdn_ips
 
+    def is_restricted_origin(self, ip: IPAddress) -> bool:
+        """Addresses the CDN refuses to dial as an origin (1002): localhost, the emulator's own
+        service addresses, and addresses that are not a host (unspecified, multicast, broadcast)."""
+
+        def build(s: Snapshot) -> frozenset[IPAddress]:
+            net, api = s.config.network, s.config.api
+            return frozenset(
+                {
+                    ipaddress.ip_address("127.0.0.1"),
+                    ipaddress.ip_address("::1"),
+                    ipaddress.ip_address("255.255.255.255"),
+                    api.address,
+                    net.resolver,
+                    net.cdn_egress_ip,
+                    net.spectrum_egress_ip,
+                }
+            )
+
+        if ip.is_unspecified or ip.is_multicast:
+            return True
+        restricted: frozenset[IPAddress] = self.derived("store.restricted_origins", build)
+        return ip in restricted
+
     def is_spectrum_ip(self, ip: IPAddress) -> bool:
         net = self.config.network
         return ip in self.spectrum_ip_set or (ip.version == net.spectrum_ips.version and ip in net.spectrum_ips)

@@ -51,6 +51,7 @@ class _Resolver:
         self._public: View
         self._internal: View
         self._internal_sources: frozenset[str] = frozenset()
+        self.tcp_live = 0  # open TCP connections, for limits.max_connections_per_listener
 
     def tables(self) -> Tables:
         snapshot = self.ctx.store.current
@@ -183,6 +184,7 @@ class _TcpConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self._last = 0.0
         self._idle = 10.0
+        self._counted = False
         self._loop = asyncio.get_running_loop()
 
     # ---------------------------------------------------------------- protocol
@@ -195,6 +197,15 @@ class _TcpConnection(asyncio.Protocol):
         self._idle = float(self._resolver.ctx.store.current.config.limits.dns_tcp_idle_timeout)
         self._last = self._loop.time()
         self._timer = self._loop.call_later(self._idle, self._check_idle)
+        limit = self._resolver.ctx.store.current.config.limits.max_connections_per_listener
+        if self._resolver.tcp_live >= limit:
+            log.warning("resolver.tcp.over_limit", limit=limit)
+            self._transport.abort()
+            self._transport = None
+            self._timer.cancel()
+            return
+        self._resolver.tcp_live += 1
+        self._counted = True
         self._resolver.ctx.connections.add(self, "resolver")
 
     def data_received(self, data: bytes) -> None:
@@ -223,6 +234,9 @@ class _TcpConnection(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._counted:
+            self._counted = False
+            self._resolver.tcp_live -= 1
         self._resolver.ctx.connections.discard(self)
 
     def pause_writing(self) -> None:

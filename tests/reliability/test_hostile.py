@@ -139,14 +139,8 @@ def test_oversized_head_gets_431(rel_edge: EdgeFixture, healthy: Healthy, case: 
     healthy.check()
 
 
-CLTE_BUG = (
-    "CL.TE smuggling: cdn forwards a request carrying both Content-Length and Transfer-Encoding"
-    " to the origin with BOTH headers (Content-Length from the client, chunked framing) and keeps"
-    " the client connection open; Cloudflare answers 400"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=CLTE_BUG)
 def test_content_length_and_transfer_encoding_is_rejected(rel_edge: EdgeFixture, healthy: Healthy) -> None:
     """Smuggling shape CL.TE: Cloudflare answers 400. RFC 9112 6.3 lets a server process it by
     TE instead, but then it MUST close the connection after responding."""
@@ -156,7 +150,6 @@ def test_content_length_and_transfer_encoding_is_rejected(rel_edge: EdgeFixture,
     healthy.check()
 
 
-@pytest.mark.xfail(strict=True, reason=CLTE_BUG)
 def test_cl_te_never_reaches_origin_with_both_headers(rel_edge: EdgeFixture, healthy: Healthy) -> None:
     payload = b"GET / HTTP/1.1\r\n" + H + b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
     result = raw_http(rel_edge, payload, timeout=3)

@@ -138,14 +138,8 @@ def test_max_connections_per_listener_spectrum(lim_edge: EdgeFixture) -> None:
             s.close()
 
 
-CDN_LIMIT_BUG = (
-    "limits.max_connections_per_listener is enforced only by Spectrum (TcpListener.accepted);"
-    " the CDN's listeners (cdn/server.py ClientConnection) and the resolver's TCP listener accept"
-    " without bound"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=CDN_LIMIT_BUG)
 def test_max_connections_per_listener_cdn(lim_edge: EdgeFixture) -> None:
     limit = int(LIMITS["max_connections_per_listener"])
     socks = []
@@ -160,6 +154,42 @@ def test_max_connections_per_listener_cdn(lim_edge: EdgeFixture) -> None:
         extra.sendall(b"GET /bytes/1 HTTP/1.1\r\n" + H + b"\r\n")
         result = read_response(extra, 3)
         assert result.status is None and result.closed, result.data[:100]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_max_connections_per_listener_resolver_tcp(lim_edge: EdgeFixture) -> None:
+    import dnslib
+
+    limit = int(LIMITS["max_connections_per_listener"])
+    query = dnslib.DNSRecord.question("www.example.com", "A").pack()
+    framed = len(query).to_bytes(2, "big") + query
+    socks = []
+    try:
+        for _ in range(limit):
+            s = socket.create_connection(lim_edge.resolver, timeout=5)
+            s.sendall(framed)
+            answer = s.recv(4096)
+            assert len(answer) > 2 and dnslib.DNSRecord.parse(answer[2:]).header.rcode == 0
+            socks.append(s)
+        extra = socket.create_connection(lim_edge.resolver, timeout=5)
+        socks.append(extra)
+        with contextlib.suppress(OSError):
+            extra.sendall(framed)
+        result = read_until_closed(extra, 3)
+        assert result.closed and not result.data, result
+        # One closes: a new connection is served again.
+        socks.pop(0).close()
+
+        def served() -> bool:
+            with socket.create_connection(lim_edge.resolver, timeout=5) as s:
+                s.sendall(framed)
+                with contextlib.suppress(OSError):
+                    return len(s.recv(4096)) > 2
+            return False
+
+        wait_for(served, 5, "the resolver to accept again below the limit", step=0.05)
     finally:
         for s in socks:
             s.close()
@@ -273,14 +303,8 @@ def test_emfile_flood_is_survived(emfile_flood: FloodOutcome) -> None:
     assert emfile_flood.served_after, emfile_flood.log[-2000:]
 
 
-EMFILE_LOG_BUG = (
-    "accept overload (EMFILE) on the CDN/Spectrum listeners is not logged: they are uvloop"
-    " create_server listeners, and libuv swallows EMFILE on accept (its reserve-fd trick) without"
-    " reporting it, so runtime.OVERLOAD_ERRNOS handling never runs for them"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=EMFILE_LOG_BUG)
 def test_emfile_flood_is_logged(emfile_flood: FloodOutcome) -> None:
     text = emfile_flood.log
     assert "EMFILE" in text or "Too many open files" in text or "overload" in text, text[-1500:]

@@ -83,14 +83,8 @@ def test_record_pointing_at_cdn_ip_gets_1000(sec_edge: EdgeFixture) -> None:
     assert "1000" in headers.get("cf-error-code", "") + body.decode(errors="replace")
 
 
-INTERNAL_BUG = (
-    "a proxied record pointing at the emulator's own internal addresses (admin API, resolver,"
-    " 127.0.0.1) makes the CDN dial them from its egress (answer 521/502 after a connect"
-    " attempt); Cloudflare answers 1002 (403) for a record resolving to a local/disallowed address"
-)
 
 
-@pytest.mark.xfail(strict=True, reason=INTERNAL_BUG)
 @pytest.mark.parametrize("host", ["to-api.example.com", "to-resolver.example.com", "to-localhost.example.com"])
 def test_record_pointing_at_internal_address_gets_1002(sec_edge: EdgeFixture, host: str) -> None:
     status, headers, body = sec_edge.request("GET", host, "/", scheme="http")

@@ -31,6 +31,20 @@ async def ready(request: web.Request) -> web.Response:
     return web.json_response(report, status=200 if report["ready"] else 503)
 
 
+def _udp_flows(ctx: RoleContext) -> int:
+    """Live Spectrum UDP flows in this process (0 when the spectrum role runs elsewhere)."""
+    spectrum = ctx.extras.get("spectrum")
+    listeners = getattr(spectrum, "udp", {})
+    return sum(len(listener.flows) for listener in listeners.values())
+
+
+def _udp_dropped(ctx: RoleContext) -> int:
+    """Datagrams Spectrum dropped in this process (a full socket queue, no route, a bad SPP reply)."""
+    spectrum = ctx.extras.get("spectrum")
+    listeners = getattr(spectrum, "udp", {})
+    return sum(listener.dropped_total() for listener in listeners.values())
+
+
 async def health(request: web.Request) -> web.Response:
     ctx = request.app[CTX_KEY]
     return web.json_response(
@@ -39,6 +53,9 @@ async def health(request: web.Request) -> web.Response:
             "uptime_s": round(time.monotonic() - request.app[STARTED_KEY], 3),
             "generation": ctx.store.current.generation,
             "connections": len(ctx.connections),
+            "udp_flows": _udp_flows(ctx),
+            "udp_dropped": _udp_dropped(ctx),
+            "tasks": len(asyncio.all_tasks()),
             "records": ctx.events.counts,
         }
     )

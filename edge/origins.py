@@ -32,7 +32,7 @@ from typing import Any, cast
 import h11
 import structlog
 
-from edge.runtime import Bind, RoleContext, bind_remedy, open_raw_listener
+from edge.runtime import Bind, RoleContext, bind_remedy, enlarge_udp_buffers, open_raw_listener
 from spectrum import proxy_protocol as pp
 
 log = structlog.get_logger("edge.origins")
@@ -440,6 +440,7 @@ async def serve_origins(ctx: RoleContext) -> None:
     udp: asyncio.DatagramTransport | None = None
     try:
         udp, _ = await loop.create_datagram_endpoint(UdpEcho, local_addr=(str(o.udp_echo.address), lp(o.udp_echo.port)))
+        enlarge_udp_buffers(udp)
         udp_bind.status = "bound"
         ctx.binds.record(udp_bind, udp.close)
     except OSError as e:

@@ -270,6 +270,21 @@ async def open_tcp_listener(
     return server
 
 
+# UDP receive/send buffers: a burst from many flows must not overflow the kernel's default
+# (~208 KiB, about 150 datagrams) before the loop reads. Capped by net.core.rmem_max/wmem_max.
+UDP_BUFFER_BYTES = 4 * 1024 * 1024
+
+
+def enlarge_udp_buffers(transport: asyncio.BaseTransport) -> None:
+    """Best effort: raise SO_RCVBUF/SO_SNDBUF of a datagram transport's socket."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
+
+
 async def open_udp_endpoint(
     binds: Binds,
     *,
@@ -285,6 +300,7 @@ async def open_udp_endpoint(
     try:
         family = socket.AF_INET6 if ":" in address else socket.AF_INET
         transport, _ = await loop.create_datagram_endpoint(factory, local_addr=(address, port), family=family)
+        enlarge_udp_buffers(transport)
     except OSError as e:
         bind.status, bind.reason = "failed", bind_remedy(e, address, port, port_offset)
         binds.record(bind)

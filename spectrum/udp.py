@@ -20,6 +20,7 @@ full network queue would.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
 import time
@@ -42,6 +43,8 @@ MAX_DATAGRAM = 65535
 # Datagrams read from one origin socket per readiness callback, so one busy flow cannot
 # starve the others.
 READ_BATCH = 64
+# A flow's origin socket: room for an origin's burst of answers (a limit, not an allocation).
+FLOW_RCVBUF = 1024 * 1024
 
 
 class UdpFlow:
@@ -221,6 +224,8 @@ class UdpListener(asyncio.DatagramProtocol):
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             sock.setblocking(False)
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, FLOW_RCVBUF)
             egress = server.egress
             if egress.version == target.address.version:
                 sock.bind((str(egress), 0))
@@ -254,8 +259,13 @@ class UdpListener(asyncio.DatagramProtocol):
             self._closed(flow, "idle")
         self._arm()
 
+    def dropped_total(self) -> int:
+        """Datagrams dropped here (no route, a full socket, a bad SPP reply), live flows included."""
+        return self.dropped + sum(record.data.dropped for record in self.flows)
+
     def _closed(self, flow: UdpFlow, reason: str) -> None:
         flow.close()
+        self.dropped += flow.dropped
         log.debug("spectrum.flow.closed", app=flow.facts.app_id, client=flow.client, reason=reason)
         self.server.emit(rec.close_record(flow.facts, "disconnect", rec.STATUS_NORMAL, time.time_ns()))
 

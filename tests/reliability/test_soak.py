@@ -28,16 +28,19 @@ def _load() -> ModuleType:
 @pytest.mark.timeout(150)
 def test_soak_ci_size() -> None:
     soak = _load()
-    report = soak.main(["--scale", "0.1", "--time-limit", "60", "--settle", "15", "--json"])
+    report = soak.main(["--scale", "0.1", "--rounds", "2", "--time-limit", "60", "--settle", "15", "--json"])
     counts = report["counts"]
     assert report["errors"] == {}, report
-    assert report["completed"]["tcp"] == counts["tcp"], report
-    assert report["completed"]["https-connections"] == counts["https_connections"], report
+    assert report["completed"]["tcp"] == 2 * counts["tcp"], report
+    assert report["completed"]["https-connections"] == 2 * counts["https_connections"], report
     # UDP on loopback at this rate: loss is allowed by UDP but should be rare; corruption never.
     udp = report["udp"]
     assert udp["received"] >= 0.95 * udp["sent"], udp
+    assert udp["lost"] <= udp["kernel_rcvbuf_errors"] + udp["kernel_no_ports"] + udp["spectrum_dropped"], udp
     edge = report["edge"]
-    assert edge["after"]["connections"] == 0, edge
+    for r in edge["rounds"]:
+        assert r["after"]["connections"] == 0 and r["after"]["udp_flows"] == 0, edge
+        assert r["after"]["tasks"] <= edge["baseline"]["tasks"] + soak.TASK_ALLOWANCE, edge
     assert edge["after"]["fds"] <= edge["baseline"]["fds"] + soak.POOL_FD_ALLOWANCE, edge
     assert edge["cwd_untouched"] and edge["exit_code"] == 0, edge
     assert report["ok"], report

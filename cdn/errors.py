@@ -153,6 +153,13 @@ class HeadersTooLarge(ClientError):
     status, title = 431, "Request Header Fields Too Large"
 
 
+class PayloadTooLarge(ClientError):
+    """413: the request body is over `limits.max_request_body_bytes` (Cloudflare: 100 MB on
+    the Free and Pro plans)."""
+
+    status, title = 413, "Payload Too Large"
+
+
 class RequestTimeout(ClientError):
     status, title = 408, "Request Timeout"
 

@@ -95,6 +95,7 @@ from cdn.errors import (
     OriginDnsError,
     OriginReadTimeout,
     OriginUnknownError,
+    PayloadTooLarge,
     ProhibitedIP,
     RequestTimeout,
     RestrictedIP,
@@ -653,6 +654,9 @@ class ClientConnection(asyncio.Protocol):
                 ex = self.exchange
                 if ex is not None:
                     ex.req_body += len(event.data)
+                    if ex.req_body > self.limits.max_request_body_bytes:
+                        self._body_too_large(ex)
+                        return
                 if self.up is not None:
                     self.up.send(event)
                 continue
@@ -674,6 +678,19 @@ class ClientConnection(asyncio.Protocol):
                 self._close()
                 return
             return
+
+    def _body_too_large(self, ex: Exchange) -> None:
+        """A streamed (chunked) body went over the limit: 413 if the origin has not answered yet,
+        else the origin's answer is cut; the connection closes either way."""
+        up, self.up = self.up, None
+        if up is not None:
+            up.owner = None
+            up.abort()
+        self.draining = True
+        if self.conn.our_state is h11.SEND_RESPONSE:
+            self._answer_error(ex, PayloadTooLarge(f"request body over {self.limits.max_request_body_bytes} bytes"))
+        else:
+            self._close()
 
     def _on_client_protocol_error(self, e: h11.RemoteProtocolError) -> None:
         if self.phase == _BODY:
@@ -787,6 +804,9 @@ class ClientConnection(asyncio.Protocol):
         ex.req_head_bytes = _head_size(items, len(request.method) + len(request.target) + 12)
         if len(items) > limits.max_header_count or ex.req_head_bytes > limits.max_header_bytes:
             raise HeadersTooLarge(f"{len(items)} headers, {ex.req_head_bytes} bytes")
+        declared = hdr.first_value(items, b"content-length")
+        if declared and declared.isdigit() and int(declared) > limits.max_request_body_bytes:
+            raise PayloadTooLarge(f"Content-Length {int(declared)} over {limits.max_request_body_bytes}")
         ex.user_agent = hdr.first_value(items, b"user-agent").decode("latin-1")
         host_header = hdr.first_value(items, b"host").decode("latin-1")
         trace = ex.trace

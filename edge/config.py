@@ -201,6 +201,8 @@ class OriginsConfig(_Model):
 class LimitsConfig(_Model):
     max_header_bytes: int = Field(default=32 * 1024, ge=1024, le=1024 * 1024)
     max_header_count: int = Field(default=100, ge=1, le=10_000)
+    # Cloudflare's upload limit on the Free and Pro plans: a larger request body gets 413.
+    max_request_body_bytes: int = Field(default=100 * 1024 * 1024, ge=1024, le=1 << 40)
     header_timeout: float = Field(default=10.0, gt=0, le=600)
     keepalive_timeout: float = Field(default=75.0, gt=0, le=3600)
     origin_connect_timeout: float = Field(default=19.0, gt=0, le=600)

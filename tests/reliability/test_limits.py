@@ -36,6 +36,7 @@ LIMITS = {
     "max_header_count": 10,
     "max_header_bytes": 2048,
     "cdn_loop_limit": 3,
+    "max_request_body_bytes": 4096,
 }
 
 
@@ -71,6 +72,31 @@ def test_max_header_bytes_boundary(lim_edge: EdgeFixture) -> None:
             sock.sendall(payload)
             result = read_response(sock, 3)
         assert result.status == expected, (len(payload), result.data[:200])
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
+def test_max_request_body_bytes_declared(lim_edge: EdgeFixture, tls: bool) -> None:
+    limit = int(LIMITS["max_request_body_bytes"])
+    with open_cdn(lim_edge, tls=tls) as sock:
+        sock.sendall(b"POST /bytes/1 HTTP/1.1\r\n" + H + b"Content-Length: %d\r\n\r\n" % limit + b"a" * limit)
+        assert read_response(sock, 3).status == 200
+        sock.sendall(b"POST /echo HTTP/1.1\r\n" + H + b"Content-Length: %d\r\n\r\n" % (limit + 1))
+        result = read_response(sock, 3)
+    assert result.status == 413, result.data[:200]
+    assert b"Payload Too Large" in result.data
+
+
+def test_max_request_body_bytes_streamed(lim_edge: EdgeFixture) -> None:
+    limit = int(LIMITS["max_request_body_bytes"])
+    with open_cdn(lim_edge, tls=False) as sock:
+        head = b"POST /echo HTTP/1.1\r\n" + H + b"Transfer-Encoding: chunked\r\n\r\n"
+        chunk = b"400\r\n" + b"b" * 1024 + b"\r\n"
+        sock.sendall(head + chunk * (limit // 1024 + 1))
+        result = read_until_closed(sock, 5)
+    assert result.closed
+    assert result.data.startswith(b"HTTP/1.1 413 "), result.data[:200]
+    records = [r for r in lim_edge.events("http_requests") if r.get("EdgeResponseStatus") == 413]
+    assert records, "no http_requests record for the 413"
 
 
 def test_keepalive_timeout_closes_idle_connection(lim_edge: EdgeFixture) -> None:

@@ -311,6 +311,52 @@ async def open_udp_endpoint(
     return transport
 
 
+def open_udp_socket(
+    binds: Binds,
+    *,
+    role: str,
+    name: str,
+    address: str,
+    port: int,
+    on_readable: Callable[[], None],
+    port_offset: int = 0,
+) -> tuple[socket.socket, Callable[[], None]] | None:
+    """A bound, non-blocking UDP socket served by `on_readable` from the loop's reader callback
+    (for roles that read in batches and write with plain `sendto`, without a transport).
+    The outcome is recorded like `open_udp_endpoint`. Returns the socket and its closer (which
+    also stops the reader), or None on failure."""
+    bind = Bind(role, name, "udp", address, port)
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
+        sock.bind((address, port))
+    except OSError as e:
+        sock.close()
+        bind.status, bind.reason = "failed", bind_remedy(e, address, port, port_offset)
+        binds.record(bind)
+        log.error("runtime.bind.failed", role=role, name=name, address=address, port=port, reason=bind.reason)
+        return None
+    loop = asyncio.get_running_loop()
+    fd = sock.fileno()
+    loop.add_reader(fd, on_readable)
+    closed = False
+
+    def close() -> None:
+        nonlocal closed
+        if not closed:
+            closed = True
+            loop.remove_reader(fd)
+            sock.close()
+
+    bind.status = "bound"
+    binds.record(bind, close)
+    return sock, close
+
+
 @dataclass
 class RoleContext:
     """What every role gets: the store, the event sink, the bind registry, live connections."""

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, cast
 import structlog
 
 from edge.config import IPAddress, Zone
-from edge.runtime import RoleContext, open_tcp_listener, open_udp_endpoint
+from edge.runtime import RoleContext, open_tcp_listener, open_udp_socket
 from spectrum import proxy_protocol as pp
 from spectrum import records as rec
 from spectrum.routing import (
@@ -683,16 +683,17 @@ class SpectrumServer:
             from spectrum.udp import UdpListener  # imports the flow table and codecs
 
             udp = UdpListener(self, key)
-            transport = await open_udp_endpoint(
+            opened = open_udp_socket(
                 self.ctx.binds,
                 role="spectrum",
                 name=name,
                 address=str(key.ip),
                 port=port,
-                factory=lambda: udp,
+                on_readable=udp.on_readable,
                 port_offset=snapshot.port_offset,
             )
-            if transport is not None:
+            if opened is not None:
+                udp.serve(*opened)
                 udp.bound_port = port
                 self.udp[key] = udp
 
@@ -797,20 +798,10 @@ class SpectrumServer:
         """Connect `protocol` to address:port from the egress address and write `preamble` (the
         PROXY header) on the raw socket first, so it precedes a TLS handshake to the origin too.
         Raises OSError or TimeoutError."""
+        # Our own socket even without a preamble: IP_BIND_ADDRESS_NO_PORT lets the kernel pick
+        # the egress port at connect time instead of searching for one at bind time (much
+        # cheaper at a high connection rate).
         egress = self.egress
-        local = (str(egress), 0) if egress.version == address.version else None
-        async with asyncio.timeout(timeout):
-            if not preamble:
-                await self.loop.create_connection(
-                    lambda: protocol,
-                    str(address),
-                    port,
-                    local_addr=local,
-                    ssl=ssl_ctx,
-                    server_hostname=sni if ssl_ctx is not None else None,
-                    ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT if ssl_ctx is not None else None,
-                )
-                return
         family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:

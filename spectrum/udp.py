@@ -24,7 +24,8 @@ import contextlib
 import ipaddress
 import socket
 import time
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -93,7 +94,7 @@ class UdpFlow:
 
     def on_readable(self) -> None:
         listener = self.listener
-        transport = listener.transport
+        out = listener.sock
         sock = self.sock
         spp = self.proxy == "simple"
         hlen = len(self.header)
@@ -114,8 +115,11 @@ class UdpFlow:
                     continue
                 data = data[hlen:]
             self.facts.origin_bytes += len(data)
-            if transport is not None:
-                transport.sendto(data, self.client)
+            if out is not None:
+                try:
+                    out.sendto(data, self.client)
+                except OSError:  # a full send queue (BlockingIOError) or a gone client
+                    self.dropped += 1
         if got:
             listener.touch(self.client)
 
@@ -125,13 +129,15 @@ class UdpFlow:
         self.sock.close()
 
 
-class UdpListener(asyncio.DatagramProtocol):
-    """One bound (edge IP, udp, port) with its flow table."""
+class UdpListener:
+    """One bound (edge IP, udp, port) with its flow table. The socket is read in batches from the
+    loop's reader callback and written with plain `sendto` (no transport, no user-space queue)."""
 
     def __init__(self, server: SpectrumServer, key: RouteKey) -> None:
         self.server = server
         self.key = key
-        self.transport: asyncio.DatagramTransport | None = None
+        self.sock: socket.socket | None = None
+        self.closer: Callable[[], None] | None = None
         limits = server.snapshot.config.limits
         self.idle = float(limits.udp_idle_timeout)
         self.flows: FlowTable[tuple[str, int], UdpFlow] = FlowTable(
@@ -142,13 +148,37 @@ class UdpListener(asyncio.DatagramProtocol):
         self.dropped = 0
         self.bound_port = 0
 
-    # -- protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.DatagramTransport, transport)
+    def serve(self, sock: socket.socket, closer: Callable[[], None]) -> None:
+        self.sock, self.closer = sock, closer
+
+    # -- the socket
+    def on_readable(self) -> None:
+        sock = self.sock
+        if sock is None:
+            return
+        recvfrom = sock.recvfrom
+        flows = self.flows
+        now = self.server.loop.time()  # one clock reading per batch
+        for _ in range(READ_BATCH):
+            try:
+                data, addr = recvfrom(MAX_DATAGRAM)
+            except BlockingIOError:
+                return
+            except OSError as e:  # ICMP errors reported on the listener: nothing to do
+                log.debug("spectrum.udp.error", edge=f"{self.key.ip}:{self.key.port}", error=repr(e))
+                return
+            client = addr if len(addr) == 2 else (addr[0], addr[1])
+            flow = flows.get(client, now)
+            if flow is None:
+                flow = self._open_flow(client, now)
+                if flow is None:
+                    self.dropped += 1
+                    continue
+            flow.send(data)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         now = self.server.loop.time()
-        client = (str(addr[0]), int(addr[1]))
+        client = (addr[0], addr[1])
         flow = self.flows.get(client, now)
         if flow is None:
             flow = self._open_flow(client, now)
@@ -156,12 +186,6 @@ class UdpListener(asyncio.DatagramProtocol):
                 self.dropped += 1
                 return
         flow.send(data)
-
-    def error_received(self, exc: Exception) -> None:
-        log.debug("spectrum.udp.error", edge=f"{self.key.ip}:{self.key.port}", error=repr(exc))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
 
     # -- flows
     def _open_flow(self, client: tuple[str, int], now: float) -> UdpFlow | None:
@@ -275,5 +299,6 @@ class UdpListener(asyncio.DatagramProtocol):
             self.timer = None
         for flow in self.flows.drain():
             self._closed(flow, "listener closed")
-        if self.transport is not None:
-            self.transport.close()
+        closer, self.closer, self.sock = self.closer, None, None
+        if closer is not None:
+            closer()

@@ -22,6 +22,7 @@ and its `Server` / `CF-Ray` / `CF-Cache-Status` are dropped; `Server: cloudflare
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from http import HTTPStatus
 
 Triple = tuple[bytes, bytes, bytes]
 
@@ -234,14 +235,11 @@ def edge_response_headers(
     return out
 
 
+# Reason phrases toward the client: the standard ones (Cloudflare normalises whatever the origin
+# sent), and none for Cloudflare's own 52x codes.
 REASONS: dict[int, bytes] = {
-    200: b"OK",
-    400: b"Bad Request",
-    403: b"Forbidden",
-    408: b"Request Timeout",
-    409: b"Conflict",
-    431: b"Request Header Fields Too Large",
-    502: b"Bad Gateway",
+    **{status.value: status.phrase.encode() for status in HTTPStatus},
+    413: b"Payload Too Large",
     520: b"",
     521: b"",
     522: b"",

@@ -1131,9 +1131,10 @@ class ClientConnection(asyncio.Protocol):
         ex.status = response.status_code
         ex.origin_ms = round((time.monotonic() - ex.origin_start) * 1000)
         items = hdr.build_client_headers(response.headers._full_items, cf_ray=ex.cf_ray)
-        ex.resp_head_bytes = _head_size(items, 13 + len(response.reason))
+        reason = hdr.REASONS.get(response.status_code, response.reason)
+        ex.resp_head_bytes = _head_size(items, 13 + len(reason))
         ex.trace.add("origin", "responded", status=response.status_code, ms=ex.origin_ms)
-        self._send_client(_response_event(response.status_code, Headers(items), response.reason))
+        self._send_client(_response_event(response.status_code, Headers(items), reason))
         ex.head_sent = True
         self._cancel_timer()  # the origin read timeout
 

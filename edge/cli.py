@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -114,6 +115,18 @@ def cmd_certs_origin(args: argparse.Namespace) -> int:
     return 0
 
 
+def _edge_command() -> str:
+    """How to run `edge` from the user's shell: `edge` when that is what is on PATH, else the
+    path this process was started by (`make up` runs `.venv/bin/edge`)."""
+    argv0 = sys.argv[0]
+    on_path = shutil.which("edge")
+    if os.path.basename(argv0) != "edge":
+        return "edge" if on_path else f"{sys.executable} -m edge"
+    if on_path and os.path.realpath(on_path) == os.path.realpath(argv0):
+        return "edge"
+    return argv0 if os.sep in argv0 else "./" + argv0
+
+
 def experiment_lines(snapshot: object) -> list[str]:
     """The README's experiments with the addresses and ports actually in use."""
     from edge.store import Snapshot
@@ -136,7 +149,7 @@ def experiment_lines(snapshot: object) -> list[str]:
         port = f":{https}" if https != 443 else ""
         lines.append(f"  curl --cacert ca.pem --resolve spectrum.example.com:{https}:{cdn}"
                      f" https://spectrum.example.com{port}/   # the misdirected request")
-        lines.append(f"  edge trace https://spectrum.example.com{port}/ --cacert ca.pem"
+        lines.append(f"  {_edge_command()} trace https://spectrum.example.com{port}/ --cacert ca.pem"
                      f" --resolve spectrum.example.com:{https}:{cdn}")
     spec = snapshot.spectrum_hosts.get("spectrum.example.com")
     if spec:

@@ -159,7 +159,7 @@ async def trace(request: web.Request) -> web.Response:
             steps = list(body["steps"])
             # Spectrum's hop belongs right after the CDN dialled it.
             at = next((i + 1 for i, st in enumerate(steps) if st.get("stage") == "origin"), len(steps))
-            body["steps"] = [*steps[:at], *spectrum_steps(hop), *steps[at:]]
+            body["steps"] = [*steps[:at], *spectrum_steps(hop, configured_origins(ctx.store.current)), *steps[at:]]
     return json_response(body)
 
 
@@ -200,9 +200,30 @@ def spectrum_hop(
     return found[-1:] if local_port is not None else found[-3:]
 
 
-def spectrum_steps(hop: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def configured_origins(snapshot: Any) -> dict[str, str]:
+    """Each Spectrum app's configured origin, by app id (for a connection still open: its
+    connect record was written before the origin was dialled)."""
+    out: dict[str, str] = {}
+    for zone in snapshot.config.zones:
+        for app in zone.spectrum_apps:
+            if app.origin_direct:
+                text = ", ".join(u.split("://", 1)[-1] for u in app.origin_direct)
+            elif app.origin_dns is not None:
+                text = f"{app.origin_dns.name}:{app.origin_port}" if app.origin_port else app.origin_dns.name
+            else:
+                continue
+            out[str(app.id)] = text
+    return out
+
+
+def spectrum_steps(hop: list[dict[str, Any]], configured: dict[str, str] | None = None) -> list[dict[str, Any]]:
     steps = []
     for r in hop:
+        if r.get("OriginIP"):
+            origin = f"{r.get('OriginIP')}:{r.get('OriginPort')}"
+        else:
+            app_origin = (configured or {}).get(str(r.get("Application")))
+            origin = f"{app_origin} (the app's origin; connection still open)" if app_origin else "(connection open)"
         steps.append({
             "stage": "spectrum",
             "decision": "relayed",
@@ -212,7 +233,7 @@ def spectrum_steps(hop: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "edge": f"{r.get('EdgeIP')}:{r.get('EdgePort')}",
             "client": f"{r.get('ClientIP')}:{r.get('ClientPort')} (the CDN egress: who connected)",
             "proxy_protocol": r.get("ProxyProtocol"),
-            "origin": f"{r.get('OriginIP')}:{r.get('OriginPort')}" if r.get("OriginIP") else "(connection open)",
+            "origin": origin,
             "event": r.get("Event"),
             "tls": r.get("OriginTlsMode"),
         })

@@ -27,6 +27,7 @@ import json
 import socket
 import ssl
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any, cast
 
 import h11
@@ -176,7 +177,9 @@ class HttpEcho(asyncio.Protocol):
                 with contextlib.suppress(h11.LocalProtocolError):
                     self._send(
                         h11.Response(
-                            status_code=e.error_status_hint, headers=[("content-length", "0"), ("connection", "close")]
+                            status_code=e.error_status_hint,
+                            headers=[("content-length", "0"), ("connection", "close")],
+                            reason=HTTPStatus(e.error_status_hint).phrase,
                         )
                     )
                 self.transport.close()
@@ -211,6 +214,7 @@ class HttpEcho(asyncio.Protocol):
             self._send(
                 h11.Response(
                     status_code=200,
+                    reason="OK",
                     headers=[
                         ("content-type", "application/octet-stream"),
                         ("transfer-encoding", "chunked"),
@@ -280,6 +284,7 @@ class HttpEcho(asyncio.Protocol):
             h11.Response(
                 status_code=status,
                 headers=[("content-type", ctype), ("content-length", str(len(body))), ("x-echo-origin", self.origin)],
+                reason=_phrase(status),
             )
         )
         self._send(h11.Data(data=body))
@@ -481,3 +486,10 @@ async def serve_origins(ctx: RoleContext) -> None:
     finally:
         if udp is not None:
             udp.close()
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""

@@ -378,3 +378,15 @@ async def test_incomplete_client_hello_closed_after_header_timeout(tmp_path: Pat
         assert await asyncio.wait_for(reader.read(), 1) == bytes.fromhex("15030300020232")
         writer.close()
         await writer.wait_closed()
+
+
+async def test_status_line_has_the_standard_reason_phrase(cdn_env: CdnEnv) -> None:
+    """Cloudflare normalises the reason phrase (the stand-in origin may send none)."""
+    for host, line in (("www.example.com", b"HTTP/1.1 200 OK\r\n"), ("1.2.3.4", b"HTTP/1.1 403 Forbidden\r\n")):
+        cmd = ["curl", "-sS", "--max-time", "20", "-D", "-", "-o", "/dev/null", "-H", f"Host: {host}",
+               f"http://{cdn_env.cdn_ip}:80/"]
+        proc = await asyncio.create_subprocess_exec(*cmd, stdout=asyncio.subprocess.PIPE,
+                                                    stderr=asyncio.subprocess.PIPE)
+        out, err = await proc.communicate()
+        assert proc.returncode == 0, err.decode()
+        assert out.startswith(line), out[:100]

@@ -25,7 +25,7 @@ import ipaddress
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -175,17 +175,6 @@ class UdpListener:
                     self.dropped += 1
                     continue
             flow.send(data)
-
-    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
-        now = self.server.loop.time()
-        client = (addr[0], addr[1])
-        flow = self.flows.get(client, now)
-        if flow is None:
-            flow = self._open_flow(client, now)
-            if flow is None:
-                self.dropped += 1
-                return
-        flow.send(data)
 
     # -- flows
     def _open_flow(self, client: tuple[str, int], now: float) -> UdpFlow | None:

@@ -20,8 +20,5 @@ def rel_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeFixture]:
 
 @pytest.fixture
 def healthy(rel_edge: EdgeFixture) -> Iterator[Healthy]:
-    neighbour = Healthy(rel_edge)
-    try:
+    with Healthy(rel_edge) as neighbour:
         yield neighbour
-    finally:
-        neighbour.close()

@@ -364,6 +364,12 @@ class Healthy:
         self.relay_file.close()
         self.relay.close()
 
+    def __enter__(self) -> Healthy:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def dns_tcp_frame(payload: bytes) -> bytes:
     return len(payload).to_bytes(2, "big") + payload

@@ -197,11 +197,8 @@ def fault_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EdgeFixture
 
 @pytest.fixture
 def neighbour(fault_edge: EdgeFixture) -> Iterator[Healthy]:
-    h = Healthy(fault_edge)
-    try:
+    with Healthy(fault_edge) as h:
         yield h
-    finally:
-        h.close()
 
 
 def _get(

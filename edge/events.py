@@ -121,6 +121,8 @@ class EventSink:
         self._files: dict[str, IO[bytes]] = {}
         self._log_dir = log_dir
         self._traces: OrderedDict[str, Trace] = OrderedDict()
+        self._forward: Listener | None = None
+        self._forward_trace: Callable[[Trace], None] | None = None
         self.counts: dict[str, int] = dict.fromkeys(DATASETS, 0)
         if log_dir is not None:
             log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -142,6 +144,23 @@ class EventSink:
             f.write(orjson.dumps(record, default=str) + b"\n")
         for listener in self._listeners:
             listener(dataset, record)
+        if self._forward is not None:
+            self._forward(dataset, record)
+
+    def ingest(self, dataset: str, record: Record) -> None:
+        """A record another process made (`edge.event_link`): kept and analysed here, not logged
+        or written again (its own process did that)."""
+        ring = self._rings.get(dataset)
+        if ring is None:
+            ring = self._rings[dataset] = deque(maxlen=RING_SIZE)
+        ring.append(record)
+        self.counts[dataset] = self.counts.get(dataset, 0) + 1
+        for listener in self._listeners:
+            listener(dataset, record)
+
+    def forward_to(self, record: Listener | None, trace: Callable[[Trace], None] | None) -> None:
+        """Also hand every record and trace to these (None: stop)."""
+        self._forward, self._forward_trace = record, trace
 
     def records(self, dataset: str) -> list[Record]:
         return list(self._rings.get(dataset, ()))
@@ -157,6 +176,8 @@ class EventSink:
         self._traces[trace.ray_id] = trace
         while len(self._traces) > TRACE_LIMIT:
             self._traces.popitem(last=False)
+        if self._forward_trace is not None:
+            self._forward_trace(trace)
 
     def trace(self, ray_id: str) -> Trace | None:
         return self._traces.get(ray_id.split("-", 1)[0])

@@ -409,6 +409,14 @@ async def serve_roles(ctx: RoleContext, *, stop: asyncio.Event, force: asyncio.E
         tasks.append(asyncio.create_task(fn(ctx), name=f"role-{name}"))
     ctx.binds.started = True
     ctx.binds.changed.set()
+    # Roles split across processes: records and traces go to the process serving the API.
+    from edge.event_link import open_event_forwarder, open_event_inbox
+
+    link_close: Callable[[], None] | None = None
+    if "api" in ctx.roles:
+        link_close = open_event_inbox(ctx.events, ctx.state_dir)
+    elif set(ctx.roles) & {"cdn", "spectrum", "resolver"}:
+        link_close = open_event_forwarder(ctx.events, ctx.state_dir)
     watch = asyncio.create_task(ctx.store.serve_watch(), name="store-watch")
     fd_watch = asyncio.create_task(watch_descriptors(), name="fd-watch")
     stopper = asyncio.create_task(stop.wait())
@@ -453,6 +461,8 @@ async def serve_roles(ctx: RoleContext, *, stop: asyncio.Event, force: asyncio.E
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, watch, fd_watch, stopper, return_exceptions=True)
+        if link_close is not None:
+            link_close()
     return failed
 
 

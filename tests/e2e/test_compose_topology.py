@@ -204,3 +204,21 @@ def test_split_roles_share_the_store_through_the_volume(topology: Topology) -> N
             break
         time.sleep(0.1)  # the resolver process is still starting or following the store
     assert answer == "192.0.2.77", topology.logs()
+    # The seed through the cdn process: the api process's analytics and traces see it.
+    ca = str(topology.state / "ca" / "ca.pem")
+    seed = topology.client("curl", "-sS", "-D", "-", "--cacert", ca, "--resolve",
+                           "spectrum.example.com:443:10.89.10.1", "https://spectrum.example.com/")
+    assert seed.returncode == 0 and "10.89.20.254" in seed.stdout, seed.stderr + topology.logs()
+    ray = next(line.split(":", 1)[1].strip() for line in seed.stdout.splitlines()
+               if line.lower().startswith("cf-ray:")).split("-")[0]
+    end = time.monotonic() + 10
+    trace: dict[str, object] = {}
+    while time.monotonic() < end:
+        got = topology.client("curl", "-sS", f"http://10.89.0.1:8900/trace/{ray}")
+        if got.returncode == 0 and got.stdout.startswith("{") and '"steps"' in got.stdout:
+            trace = json.loads(got.stdout)
+            break
+        time.sleep(0.1)  # the cdn process forwards its records once per loop tick
+    assert trace, topology.logs()
+    stages = [step["stage"] for step in trace["steps"]]  # type: ignore[attr-defined]
+    assert "spectrum" in stages and "dns" in stages, stages

@@ -1,0 +1,69 @@
+"""Roles in separate processes on one state directory: the process serving the API still sees
+the records and traces of the roles running elsewhere (edge.event_link), so analytics, the
+dashboard's data and `/trace` work in the compose `split` profile too.
+
+Two emulators run here on one state directory and one 127.B block, each on its own thread and
+loop with its own event sink, exactly as two processes would: A runs api and the demo origins,
+B runs the resolver, the CDN and Spectrum."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from edge.pytest_plugin import EdgeFixture, free_block, run_edge
+
+
+def _get(edge: EdgeFixture, path: str) -> tuple[int, Any]:
+    base = edge.api_base.removesuffix("/client/v4")
+    request = urllib.request.Request(base + path, headers={"Authorization": f"Bearer {edge.api_token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, None
+
+
+def _wait(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)  # bounded poll of a condition
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_api_process_sees_records_and_traces_of_the_other_process(tmp_path: Path) -> None:
+    block = free_block(150)
+    state = tmp_path / "state"
+    with (
+        run_edge(None, state, block=block, roles=("api", "origins")) as api,
+        run_edge(None, state, block=block, roles=("resolver", "cdn", "spectrum")) as traffic,
+    ):
+        status, headers, body = traffic.request("GET", "spectrum.example.com", "/")
+        assert status == 200 and b"https-echo" in body
+        ray = headers["cf-ray"].split("-")[0]
+        # The request was made in the traffic process...
+        assert any(r["RayID"] == ray for r in traffic.events("http_requests"))
+
+        # ...and its trace is served by the api process, with Spectrum's hop joined.
+        def trace() -> Any:
+            code, doc = _get(api, f"/trace/{ray}")
+            if code != 200 or not doc["records"]["spectrum_events"]:
+                return None
+            return doc
+
+        doc = _wait(trace, 10, "the trace at the api process")
+        stages = [s["stage"] for s in doc["steps"]]
+        assert stages[:3] == ["sni", "host", "dns"] and "spectrum" in stages, stages
+        assert doc["records"]["request"]["host"] == "spectrum.example.com"
+        assert any(r["RayID"] == ray for r in api.events("http_requests"))
+        assert any(r.get("Event") == "connect" for r in api.events("spectrum_events"))
+        # DNS queries answered by the other process's resolver count here too.
+        assert api.events("dns_queries") or _wait(lambda: api.events("dns_queries"), 5, "dns_queries")
+        # Nothing is logged twice: the api process ingests without re-emitting.
+        assert not any(r["RayID"] == ray for r in api.events("firewall_events"))

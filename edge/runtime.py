@@ -394,6 +394,44 @@ def load_role(name: str) -> RoleFn | None:
     return fn
 
 
+# Settings read once when the listeners are bound: a change needs a restart (Spectrum's app
+# listeners, zones, records, rules and limits follow the store at once).
+BOUND_AT_START = (
+    ("network", ("resolver", "resolver_port", "cdn_ips", "cdn_http_ports", "cdn_https_ports", "cdn_egress_ip",
+                 "port_offset")),
+    ("api", ("address", "port")),
+    ("origins", None),
+)
+
+
+def restart_needed(before: Any, after: Any) -> list[str]:
+    """The start-time settings that differ between two configs, as dotted names."""
+    changed = []
+    for section, names in BOUND_AT_START:
+        old, new = getattr(before, section), getattr(after, section)
+        if names is None:
+            if old != new:
+                changed.append(section)
+            continue
+        changed += [f"{section}.{n}" for n in names if getattr(old, n) != getattr(new, n)]
+    return changed
+
+
+def _warn_on_restart_needed(ctx: RoleContext) -> Callable[[], None]:
+    started = ctx.store.current.config
+
+    def check(snapshot: Any) -> None:
+        changed = restart_needed(started, snapshot.config)
+        if changed:
+            log.warning(
+                "edge.config.restart_needed",
+                changed=changed,
+                effect="these take effect at the next `edge up`; the rest of the change is live",
+            )
+
+    return ctx.store.subscribe(check)
+
+
 async def serve_roles(ctx: RoleContext, *, stop: asyncio.Event, force: asyncio.Event) -> list[str]:
     """Run the roles until `stop` is set (or a role fails), then shut down in order.
 
@@ -413,6 +451,7 @@ async def serve_roles(ctx: RoleContext, *, stop: asyncio.Event, force: asyncio.E
     from edge.event_link import open_event_forwarder, open_event_inbox
 
     link_close: Callable[[], None] | None = None
+    unwatch_restart = _warn_on_restart_needed(ctx)
     if "api" in ctx.roles:
         link_close = open_event_inbox(ctx.events, ctx.state_dir)
     elif set(ctx.roles) & {"cdn", "spectrum", "resolver"}:
@@ -461,6 +500,7 @@ async def serve_roles(ctx: RoleContext, *, stop: asyncio.Event, force: asyncio.E
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, watch, fd_watch, stopper, return_exceptions=True)
+        unwatch_restart()
         if link_close is not None:
             link_close()
     return failed

@@ -197,9 +197,16 @@ def test_sighup_and_file_edits_reload_and_a_bad_reload_keeps_the_live_config(tmp
         wait_for(lambda: generation() == first + 1)
         config.write_text(text.replace("colo: LHR", "colo: SJC"))  # an edit alone triggers a reload
         wait_for(lambda: generation() == first + 2)
+        assert "edge.config.restart_needed" not in log.read_text()  # the colo is read live
+        # A listener address changes only at the next start: applied, and said so.
+        config.write_text(text.replace("cdn_ips: [127.0.10.1, 127.0.10.2]", "cdn_ips: [127.0.10.1, 127.0.10.3]"))
+        wait_for(lambda: "edge.config.restart_needed" in log.read_text())
+        assert generation() == first + 3
+        warned = [json.loads(line) for line in log.read_text().splitlines() if "edge.config.restart_needed" in line]
+        assert warned[0]["changed"] == ["network.cdn_ips"]
         config.write_text(text.replace("ssl: full", "ssl: medium"))
         wait_for(lambda: "edge.config.reload_rejected" in log.read_text())
-        assert generation() == first + 2
+        assert generation() == first + 3
         rejected = [json.loads(line) for line in log.read_text().splitlines()
                     if "edge.config.reload_rejected" in line]
         assert any("zones[0].settings.ssl" in p for p in rejected[0]["problems"])

@@ -114,7 +114,7 @@ from cdn.upstream import (
 )
 from cdn.zones import HostMatch, check_host, select_zone
 from edge.config import SpectrumApp, Zone
-from edge.runtime import RoleContext, open_tcp_listener
+from edge.runtime import RoleContext, Throttled, open_tcp_listener
 from edge.store import Snapshot
 
 log = structlog.get_logger("cdn.server")
@@ -299,6 +299,7 @@ class CdnRole:
         # Live client connections per listener (ip, logical port), for
         # limits.max_connections_per_listener.
         self.live: dict[tuple[str, int], int] = {}
+        self.over_limit = Throttled("cdn.connection.over_limit")
 
     # -- TLS
 
@@ -452,7 +453,7 @@ class ClientConnection(asyncio.Protocol):
             live = self.role.live
             count = live.get(key, 0)
             if count >= self.limits.max_connections_per_listener:
-                log.warning("cdn.connection.over_limit", listener=f"{key[0]}:{key[1]}", limit=count)
+                self.role.over_limit(self._loop.time(), listener=f"{key[0]}:{key[1]}", limit=count)
                 self.phase = _CLOSING
                 self.transport.abort()
                 return
@@ -959,6 +960,8 @@ class ClientConnection(asyncio.Protocol):
             raise OriginDnsError(f"{host}: empty answer")
         address = addresses[0]
         ip = ipaddress.ip_address(address)
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # the loop guard and 1002 see ::ffff:a.b.c.d as a.b.c.d
         net = snapshot.config.network
         if snapshot.is_cdn_ip(ip) or ip == net.cdn_egress_ip:
             ex.trace.add("dns", "prohibited", address=address, reason="CDN edge address (loop guard)")
@@ -1675,6 +1678,12 @@ class TlsAcceptor:
                 self.loop.remove_reader(self.sock.fileno())
                 self.loop.call_later(0.1, self._resume)
                 return
+            live = self.role.live.get((self.listen_ip, self.listen_port), 0) + len(self.tasks)
+            if live >= self.role.store.current.config.limits.max_connections_per_listener:
+                # Handshakes in progress count too: a flood of silent TLS clients is bounded here.
+                self.role.over_limit(self.loop.time(), listener=self.name, limit=live)
+                conn.close()
+                continue
             conn.setblocking(False)
             task = self.loop.create_task(start_tls(self.role, conn, self._factory, where=self.name))
             self.tasks.add(task)

@@ -1,11 +1,11 @@
 """Runtime: start the roles on one loop, report binds for readiness, shut down in order.
 
-Shutdown order (uvicorn's), in two tiers: first the front roles that clients talk to (cdn,
-spectrum, api) stop accepting, run their drain hooks (the CDN closes its idle upstreams), ask
-their connections to finish and are waited for; then the back roles those connections depend
-on (resolver, origins) do the same, so a request in flight still resolves and reaches a demo
-origin. One `limits.shutdown_deadline` covers both tiers; what is left is aborted, then the
-role tasks are cancelled. A second signal skips the waits.
+Shutdown order (uvicorn's), in tiers (`SHUTDOWN_TIERS`): the drain hooks run (the CDN closes
+its idle upstreams), then the CDN and the API stop accepting, ask their connections to finish
+and are waited for; then Spectrum, which those requests may be going through; then the resolver
+and the demo origins that everything depends on. So a request in flight still resolves and
+reaches its origin. One `limits.shutdown_deadline` covers all tiers; what is left is aborted,
+then the role tasks are cancelled. A second signal skips the waits.
 
 Roles are `serve_*` coroutines taking a `RoleContext`; they run until cancelled and close what
 they opened in `finally`. They register listeners through `open_tcp_listener` /
@@ -43,11 +43,33 @@ ROLES: dict[str, str] = {
     "api": "edge.admin:serve_admin",
 }
 ALL_ROLES = tuple(ROLES)
-# Roles that other roles' connections depend on: drained after the front roles.
-BACK_ROLES = frozenset({"resolver", "origins"})
+# Shutdown order: each tier stops accepting and drains before the next, because connections of
+# an earlier tier depend on the later ones (the CDN dials Spectrum for the seed's hostname, and
+# both resolve names and reach the demo origins). "": a connection registered without a role.
+SHUTDOWN_TIERS: tuple[tuple[str, ...], ...] = (("cdn", "api", ""), ("spectrum",), ("resolver", "origins"))
 
 # Accept errors that mean "out of resources" (trio's list): log, pause, keep serving.
 OVERLOAD_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+
+
+class Throttled:
+    """A warning said at most once per `interval` seconds, with how many were held back: a
+    flood of refused connections must not become a flood of log lines."""
+
+    __slots__ = ("event", "held", "interval", "last")
+
+    def __init__(self, event: str, interval: float = 1.0) -> None:
+        self.event = event
+        self.interval = interval
+        self.last = float("-inf")
+        self.held = 0
+
+    def __call__(self, now: float, **fields: Any) -> None:
+        if now - self.last < self.interval:
+            self.held += 1
+            return
+        log.warning(self.event, suppressed=self.held, **fields)
+        self.last, self.held = now, 0
 
 
 class Connection(Protocol):
@@ -398,9 +420,10 @@ def load_role(name: str) -> RoleFn | None:
 # listeners, zones, records, rules and limits follow the store at once).
 BOUND_AT_START = (
     ("network", ("resolver", "resolver_port", "cdn_ips", "cdn_http_ports", "cdn_https_ports", "cdn_egress_ip",
-                 "port_offset")),
+                 "spectrum_egress_ip", "port_offset")),
     ("api", ("address", "port")),
     ("origins", None),
+    ("logs", None),
 )
 
 
@@ -419,9 +442,14 @@ def restart_needed(before: Any, after: Any) -> list[str]:
 
 def _warn_on_restart_needed(ctx: RoleContext) -> Callable[[], None]:
     started = ctx.store.current.config
+    said: list[str] = []
 
     def check(snapshot: Any) -> None:
         changed = restart_needed(started, snapshot.config)
+        if changed != said:  # said once per different set, not on every later change
+            said[:] = changed
+        else:
+            return
         if changed:
             log.warning(
                 "edge.config.restart_needed",
@@ -436,6 +464,24 @@ async def serve_roles(ctx: RoleContext, *, stop: asyncio.Event, force: asyncio.E
     """Run the roles until `stop` is set (or a role fails), then shut down in order.
 
     Returns the names of the roles that failed (empty on a clean stop)."""
+    # Roles split across processes: records and traces go to the process serving the API.
+    from edge.event_link import open_event_forwarder, open_event_inbox
+
+    link_close: Callable[[], None] | None = None
+    if "api" in ctx.roles:
+        link_close = await open_event_inbox(ctx.events, ctx.state_dir)
+    elif set(ctx.roles) & {"cdn", "spectrum", "resolver"}:
+        link_close = open_event_forwarder(ctx.events, ctx.state_dir)
+    unwatch_restart = _warn_on_restart_needed(ctx)
+    try:
+        return await _serve_roles(ctx, stop=stop, force=force)
+    finally:
+        unwatch_restart()
+        if link_close is not None:
+            link_close()
+
+
+async def _serve_roles(ctx: RoleContext, *, stop: asyncio.Event, force: asyncio.Event) -> list[str]:
     failed: list[str] = []
     tasks: list[asyncio.Task[None]] = []
     ctx.binds.expected_roles = set()
@@ -447,15 +493,6 @@ async def serve_roles(ctx: RoleContext, *, stop: asyncio.Event, force: asyncio.E
         tasks.append(asyncio.create_task(fn(ctx), name=f"role-{name}"))
     ctx.binds.started = True
     ctx.binds.changed.set()
-    # Roles split across processes: records and traces go to the process serving the API.
-    from edge.event_link import open_event_forwarder, open_event_inbox
-
-    link_close: Callable[[], None] | None = None
-    unwatch_restart = _warn_on_restart_needed(ctx)
-    if "api" in ctx.roles:
-        link_close = open_event_inbox(ctx.events, ctx.state_dir)
-    elif set(ctx.roles) & {"cdn", "spectrum", "resolver"}:
-        link_close = open_event_forwarder(ctx.events, ctx.state_dir)
     watch = asyncio.create_task(ctx.store.serve_watch(), name="store-watch")
     fd_watch = asyncio.create_task(watch_descriptors(), name="fd-watch")
     stopper = asyncio.create_task(stop.wait())
@@ -469,13 +506,12 @@ async def serve_roles(ctx: RoleContext, *, stop: asyncio.Event, force: asyncio.E
                 log.error("runtime.role.failed", role=role, error=repr(exc) if exc else "returned", exc_info=exc)
         loop = asyncio.get_running_loop()
         end = loop.time() + float(ctx.store.current.config.limits.shutdown_deadline)
-        front = [r for r in ALL_ROLES if r not in BACK_ROLES] + [""]  # "": a connection of no role
         for hook in ctx.drain_hooks:
             try:
                 hook()
             except Exception:
                 log.exception("runtime.shutdown.hook_failed")
-        for tier in (front, sorted(BACK_ROLES)):
+        for tier in SHUTDOWN_TIERS:
             # 1. stop accepting; 2. ask connections to finish; 3. wait up to the deadline
             # (a second signal cuts it short)
             ctx.binds.close_all(tier)
@@ -500,9 +536,6 @@ async def serve_roles(ctx: RoleContext, *, stop: asyncio.Event, force: asyncio.E
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, watch, fd_watch, stopper, return_exceptions=True)
-        unwatch_restart()
-        if link_close is not None:
-            link_close()
     return failed
 
 

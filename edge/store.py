@@ -67,6 +67,8 @@ def resolve_port_offset(config: EdgeConfig) -> int:
     return offset
 
 
+_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+
 @dataclass(frozen=True, slots=True)
 class SpectrumListener:
     """One (edge IP, transport, port range) an app listens on."""
@@ -176,7 +178,8 @@ class Snapshot:
 
     def is_restricted_origin(self, ip: IPAddress) -> bool:
         """Addresses the CDN refuses to dial as an origin (1002): localhost, the emulator's own
-        service addresses, and addresses that are not a host (unspecified, multicast, broadcast)."""
+        service addresses, and addresses that are not a host's (0.0.0.0/8, unspecified,
+        multicast, broadcast, link-local); IPv4-mapped IPv6 addresses as their IPv4 address."""
 
         def build(s: Snapshot) -> frozenset[IPAddress]:
             net, api = s.config.network, s.config.api
@@ -192,7 +195,9 @@ class Snapshot:
                 }
             )
 
-        if ip.is_unspecified or ip.is_multicast:
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+        if ip.is_unspecified or ip.is_multicast or ip.is_link_local or ip in _THIS_NETWORK:
             return True
         restricted: frozenset[IPAddress] = self.derived("store.restricted_origins", build)
         return ip in restricted

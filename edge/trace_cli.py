@@ -164,6 +164,7 @@ def make_request(target: Target, context: ssl.SSLContext | None, *,
     where = f"{target.address}:{target.port}"
     started = time.perf_counter()
     sock: socket.socket | None = None
+    resp: http.client.HTTPResponse | None = None
     try:
         try:
             sock = socket.create_connection((target.address, target.port), timeout=connect_timeout)
@@ -218,6 +219,8 @@ def make_request(target: Target, context: ssl.SSLContext | None, *,
         return Response(resp.status, resp.reason, version, list(resp.getheaders()), body, where, tls_version,
                         round(connect_ms, 3), round((time.perf_counter() - started) * 1000, 3))
     finally:
+        if resp is not None:
+            resp.close()  # its file object holds the socket open past sock.close()
         if sock is not None:
             sock.close()
 

@@ -23,7 +23,7 @@ from typing import Any, Final, cast
 
 import structlog
 
-from edge.runtime import Bind, RoleContext, bind_remedy, open_tcp_listener, open_udp_endpoint
+from edge.runtime import Bind, RoleContext, Throttled, bind_remedy, open_tcp_listener, open_udp_endpoint
 from resolver import batch
 from resolver.answers import Tables, View, respond, servfail, tables_for
 from resolver.framing import FramingError, TcpFramer, encode_frame
@@ -52,6 +52,7 @@ class _Resolver:
         self._internal: View
         self._internal_sources: frozenset[str] = frozenset()
         self.tcp_live = 0  # open TCP connections, for limits.max_connections_per_listener
+        self.over_limit = Throttled("resolver.tcp.over_limit")
 
     def tables(self) -> Tables:
         snapshot = self.ctx.store.current
@@ -199,7 +200,7 @@ class _TcpConnection(asyncio.Protocol):
         self._timer = self._loop.call_later(self._idle, self._check_idle)
         limit = self._resolver.ctx.store.current.config.limits.max_connections_per_listener
         if self._resolver.tcp_live >= limit:
-            log.warning("resolver.tcp.over_limit", limit=limit)
+            self._resolver.over_limit(self._loop.time(), limit=limit)
             self._transport.abort()
             self._transport = None
             self._timer.cancel()

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any, cast
 import structlog
 
 from edge.config import IPAddress, Zone
-from edge.runtime import RoleContext, open_tcp_listener, open_udp_socket
+from edge.runtime import RoleContext, Throttled, open_tcp_listener, open_udp_socket
 from spectrum import proxy_protocol as pp
 from spectrum import records as rec
 from spectrum.routing import (
@@ -529,7 +529,7 @@ class TcpListener:
             return
         limit = snapshot.config.limits.max_connections_per_listener
         if len(self.live) >= limit:
-            log.warning("spectrum.connection.over_limit", edge=f"{self.key.ip}:{self.key.port}", limit=limit)
+            server.over_limit(server.loop.time(), edge=f"{self.key.ip}:{self.key.port}", limit=limit)
             transport.abort()
             return
         peer = transport.get_extra_info("peername") or ("0.0.0.0", 0)
@@ -584,6 +584,7 @@ class SpectrumServer:
     def __init__(self, ctx: RoleContext) -> None:
         self.ctx = ctx
         self.loop = asyncio.get_running_loop()
+        self.over_limit = Throttled("spectrum.connection.over_limit")
         self.buffer = bytearray(READ_SIZE)
         self.view = memoryview(self.buffer)
         self.tcp: dict[RouteKey, TcpListener] = {}

@@ -420,11 +420,12 @@ def _sigterm_under_load(
                     started.wait()
                     go.wait(20)
                     sock.sendall(payload[1000:])
-                    f = sock.makefile("rb")
                     resp = http.client.HTTPResponse(sock)
-                    resp.begin()
-                    body = resp.read()
-                    f.close()
+                    try:
+                        resp.begin()
+                        body = resp.read()
+                    finally:
+                        resp.close()
                     with lock:
                         results.append((resp.status, body == payload))
             except Exception as e:  # recorded as a failure below

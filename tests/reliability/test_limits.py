@@ -185,6 +185,35 @@ def test_max_connections_per_listener_cdn(lim_edge: EdgeFixture) -> None:
             s.close()
 
 
+def test_max_connections_per_listener_counts_tls_handshakes(lim_edge: EdgeFixture) -> None:
+    """Silent clients on the HTTPS port (no ClientHello yet) count against the limit."""
+    import ssl
+
+    limit = int(LIMITS["max_connections_per_listener"])
+    address = (lim_edge.cdn_ip, lim_edge.port(443))
+    silent = [socket.create_connection(address, timeout=5) for _ in range(limit)]
+    try:
+        refused = False
+        try:
+            with open_cdn(lim_edge, tls=True, timeout=3) as extra:
+                extra.sendall(b"GET /bytes/1 HTTP/1.1\r\n" + H + b"\r\n")
+                refused = read_response(extra, 3).status is None
+        except (OSError, ssl.SSLError):
+            refused = True
+        assert refused, "a TLS client past the limit was served"
+    finally:
+        for s in silent:
+            s.close()
+
+    def served() -> bool:
+        with contextlib.suppress(OSError), open_cdn(lim_edge, tls=True, timeout=3) as sock:
+            sock.sendall(b"GET /bytes/1 HTTP/1.1\r\n" + H + b"\r\n")
+            return read_response(sock, 3).status == 200
+        return False
+
+    wait_for(served, 5, "HTTPS to be served again below the limit", step=0.05)
+
+
 def test_max_connections_per_listener_resolver_tcp(lim_edge: EdgeFixture) -> None:
     import dnslib
 

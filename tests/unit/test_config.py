@@ -284,3 +284,32 @@ def test_invalid_rule_expression_is_caught_at_load() -> None:
     (problem,) = info.value.problems
     assert problem.path == "zones[0].rulesets.http_request_firewall_custom.rules[1].expression"
     assert "position" in str(problem)
+
+
+def test_restricted_origins_for_1002() -> None:
+    import ipaddress
+
+    from edge.config import default_config
+    from edge.store import build_snapshot
+
+    snapshot = build_snapshot(default_config(), 1, 0)
+    restricted = ["127.0.0.1", "::1", "::ffff:127.0.0.1", "127.0.0.2", "127.0.10.254", "127.0.20.254", "0.0.0.0",
+                  "0.1.2.3", "169.254.1.1", "fe80::1", "224.0.0.1", "255.255.255.255", "::"]
+    allowed = ["127.0.30.1", "127.0.20.249", "192.0.2.1", "::ffff:127.0.30.1", "2001:db8::1"]
+    for text in restricted:
+        assert snapshot.is_restricted_origin(ipaddress.ip_address(text)), text
+    for text in allowed:
+        assert not snapshot.is_restricted_origin(ipaddress.ip_address(text)), text
+
+
+def test_throttled_warning_says_how_many_it_held_back() -> None:
+    from structlog.testing import capture_logs
+
+    from edge.runtime import Throttled
+
+    warn = Throttled("x.over_limit", interval=1.0)
+    with capture_logs() as logs:
+        for t in (0.0, 0.1, 0.5, 0.99, 1.0, 1.5, 2.2):
+            warn(t, limit=4)
+    assert [(e["event"], e["suppressed"]) for e in logs] == [("x.over_limit", 0), ("x.over_limit", 3),
+                                                              ("x.over_limit", 1)]

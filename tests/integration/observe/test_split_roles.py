@@ -24,6 +24,7 @@ def _get(edge: EdgeFixture, path: str) -> tuple[int, Any]:
         with urllib.request.urlopen(request, timeout=5) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as e:
+        e.close()
         return e.code, None
 
 

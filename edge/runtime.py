@@ -23,6 +23,7 @@ import resource
 import signal
 import socket
 import ssl as ssl_module
+import sys
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,9 +219,14 @@ def bind_remedy(err: OSError, address: str, port: int, port_offset: int) -> str:
             f" network.port_offset (e.g. `edge up --port-offset 10000`); current offset {port_offset}"
         )
     if err.errno == errno.EADDRNOTAVAIL:
+        add = (
+            f"sudo ifconfig lo0 alias {address} up"
+            if sys.platform == "darwin"
+            else f"sudo ip addr add {address}/32 dev lo"
+        )
         return (
-            f"address {address} is not available on this machine: on Linux all of 127.0.0.0/8 is"
-            f" local; elsewhere add it (`ip addr add {address}/32 dev lo`) or change the network section"
+            f"address {address} is not available on this machine (Linux makes all of 127.0.0.0/8"
+            f" local, macOS only 127.0.0.1): add it with `{add}`, or change the network section"
         )
     if err.errno == errno.EADDRINUSE:
         return (

@@ -122,6 +122,19 @@ def test_bind_failure_names_the_address_and_the_remedy(tmp_path: Path) -> None:
     assert "Traceback" not in proc.stderr
 
 
+def test_an_address_not_on_this_machine_gets_the_command_that_adds_it() -> None:
+    from edge.runtime import bind_remedy, listen_socket
+
+    try:
+        listen_socket("192.0.2.10", 0)  # TEST-NET-1: never configured here
+    except OSError as e:
+        remedy = bind_remedy(e, "192.0.2.10", 443, 0)
+    else:
+        raise AssertionError("192.0.2.10 could be bound")
+    assert "192.0.2.10 is not available on this machine" in remedy
+    assert "`sudo ip addr add 192.0.2.10/32 dev lo`" in remedy or "`sudo ifconfig lo0 alias 192.0.2.10 up`" in remedy
+
+
 def test_check_lists_every_problem_and_exits_1(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("network: {colo: lhr}\nzones:\n  - name: example.com\n    settings: {ssl: medium}\n")

@@ -105,9 +105,19 @@ RETRY_SECONDS = 1.0  # between connection attempts to an absent api process
 class _Inbox(asyncio.Protocol):
     """One forwarding process's stream of length-prefixed batches."""
 
-    def __init__(self, events: EventSink) -> None:
+    def __init__(self, events: EventSink, live: set[asyncio.BaseTransport]) -> None:
         self.events = events
+        self.live = live
+        self.transport: asyncio.BaseTransport | None = None
         self.buf = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.live.add(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.transport is not None:
+            self.live.discard(self.transport)
 
     def data_received(self, data: bytes) -> None:
         buf = self.buf
@@ -285,7 +295,8 @@ async def open_event_inbox(events: EventSink, state_dir: Path) -> Callable[[], N
             unavailable("another process serving the api on this state directory owns it")
             return None
     try:
-        server = await loop.create_unix_server(lambda: _Inbox(events), str(path))
+        live: set[asyncio.BaseTransport] = set()
+        server = await loop.create_unix_server(lambda: _Inbox(events, live), str(path))
         os.chmod(path, 0o600)
         owned = os.stat(path)
     except OSError as e:
@@ -294,6 +305,8 @@ async def open_event_inbox(events: EventSink, state_dir: Path) -> Callable[[], N
 
     def close() -> None:
         server.close()
+        for transport in list(live):
+            transport.close()
         with contextlib.suppress(OSError):
             now = os.stat(path)
             if (now.st_dev, now.st_ino) == (owned.st_dev, owned.st_ino):  # still ours

@@ -8,11 +8,14 @@ B runs the resolver, the CDN and Spectrum."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from edge.pytest_plugin import EdgeFixture, free_block, run_edge
 
@@ -68,3 +71,33 @@ def test_api_process_sees_records_and_traces_of_the_other_process(tmp_path: Path
         assert api.events("dns_queries") or _wait(lambda: api.events("dns_queries"), 5, "dns_queries")
         # Nothing is logged twice: the api process ingests without re-emitting.
         assert not any(r["RayID"] == ray for r in api.events("firewall_events"))
+
+
+@pytest.mark.asyncio
+async def test_forwarder_holds_records_until_the_api_process_listens(tmp_path: Path) -> None:
+    """Records made while no api process listens are held (bounded) and delivered once it does;
+    a second inbox on the same state directory does not take over a live one's socket."""
+    from edge.event_link import SOCKET_NAME, EventForwarder, open_event_inbox
+    from edge.events import EventSink
+
+    forwarder = EventForwarder(tmp_path / SOCKET_NAME)
+    forwarder.record("dns_queries", {"n": 1})
+    forwarder.flush()  # nobody listens: held, a reconnect is scheduled
+    assert forwarder.queued and forwarder.transport is None
+    sink = EventSink(log_records=False)
+    close = await open_event_inbox(sink, tmp_path)
+    assert close is not None
+    try:
+        assert await open_event_inbox(EventSink(log_records=False), tmp_path) is None  # live: not taken over
+        forwarder.record("dns_queries", {"n": 2})
+        deadline = asyncio.get_running_loop().time() + 10
+        while len(sink.records("dns_queries")) < 2:
+            assert asyncio.get_running_loop().time() < deadline, "records not delivered"
+            forwarder.flush()
+            await asyncio.sleep(0.05)  # bounded poll while the forwarder reconnects
+        assert [r["n"] for r in sink.records("dns_queries")] == [1, 2]
+        assert forwarder.dropped == 0
+    finally:
+        forwarder.close()
+        close()
+    assert not (tmp_path / SOCKET_NAME).exists()

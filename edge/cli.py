@@ -248,6 +248,7 @@ async def _up(args: argparse.Namespace, config: EdgeConfig | None, initial: Edge
         if failed:
             print(f"edge: stopped because role(s) failed: {', '.join(failed)} (see the log)", file=sys.stderr)
             return 1
+        print("edge: stopped", file=sys.stderr)
     finally:
         watcher.cancel()
         remove_signals()
@@ -296,6 +297,7 @@ def cmd_trace(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge", description="A local emulator of Cloudflare's edge.")
+    parser.add_argument("--version", action="version", version=f"edge {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     up = sub.add_parser("up", help="run the emulator")
@@ -335,6 +337,15 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("--json", action="store_true")
     trace.set_defaults(func=cmd_trace)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("edge-emulator")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

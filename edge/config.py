@@ -164,7 +164,7 @@ class NetworkConfig(_Model):
     spectrum_egress_ip: IP = ipaddress.IPv4Address("127.0.20.254")
     # Added to every listener port and every connection to one of the emulator's own addresses,
     # so the whole plan runs unprivileged ("auto": 10000 when ports < 1024 can't be bound).
-    port_offset: int | Literal["auto"] = 0
+    port_offset: int | Literal["auto"] = "auto"
     colo: str = Field(default="LHR", pattern=r"^[A-Z]{3}$")
 
     @field_validator("cdn_http_ports", "cdn_https_ports")
@@ -672,6 +672,8 @@ def problems_from(error: ValidationError, prefix: str = "") -> list[Problem]:
             msg = msg[len("Value error, ") :]
         if e["type"] == "extra_forbidden":
             msg = "unknown field"
+        elif e["type"] == "tuple_type":
+            msg = "should be a list"  # tuples are how the snapshot keeps lists; YAML has lists
         problems.append(Problem(path, msg, code if isinstance(code, int) else None))
     # Drop exact duplicates produced by union branches, keep order.
     seen: set[tuple[str, str]] = set()
@@ -698,10 +700,28 @@ _UNION_TAGS = {
 }
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, list | dict):
+                continue  # unhashable: the schema reports it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (given twice in the same mapping)", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def parse_yaml(text: str) -> Any:
-    """YAML text to plain data; a syntax error becomes a ConfigError with line and column."""
+    """YAML text to plain data; a syntax error or a duplicate key becomes a ConfigError with
+    line and column."""
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_StrictLoader)  # a SafeLoader subclass: safe
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
@@ -829,6 +849,16 @@ def check_semantics(config: EdgeConfig) -> list[Problem]:
             problems.append(
                 Problem(f"network.cdn_ips[{i}]", f"{ip} is inside the spectrum_ips pool {net.spectrum_ips}")
             )
+        for name, taken in (("network.resolver", net.resolver), ("api.address", config.api.address)):
+            if ip == taken:
+                problems.append(Problem(f"network.cdn_ips[{i}]", f"{ip} is also {name}"))
+    for name, addr in (
+        ("network.resolver", net.resolver),
+        ("api.address", config.api.address),
+        ("network.cdn_egress_ip", net.cdn_egress_ip),
+    ):
+        if addr.version == net.spectrum_ips.version and addr in net.spectrum_ips:
+            problems.append(Problem(name, f"{addr} is inside the spectrum_ips pool {net.spectrum_ips}"))
     offset = net.port_offset if isinstance(net.port_offset, int) else 0
     for section, ports in (("cdn_http_ports", net.cdn_http_ports), ("cdn_https_ports", net.cdn_https_ports)):
         for p in ports:

@@ -22,7 +22,7 @@ import ssl
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote, urlsplit
@@ -93,6 +93,7 @@ class TraceResult:
     ray: str | None
     trace: dict[str, Any] | None = None
     problem: str | None = None
+    failed: bool = False  # the admin API could not be reached: exit 1
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -236,9 +237,6 @@ def api_base(api: str | None, state_dir: str | None) -> str:
     if api:
         base = api if "://" in api else f"http://{api}"
         return base.rstrip("/")
-    from edge.config import build_config, default_config
-    from edge.store import resolve_port_offset
-
     written = Path(state_dir or ".edge") / "admin.url"  # written by the running admin listener
     try:
         url = written.read_text(encoding="utf-8").strip()
@@ -246,6 +244,18 @@ def api_base(api: str | None, state_dir: str | None) -> str:
         url = ""
     if url.startswith("http"):
         return url.rstrip("/")
+    config, offset = stored_config(state_dir)
+    address, port = config.api.address, config.api.port + offset
+    host = f"[{address}]" if address.version == 6 else str(address)
+    return f"http://{host}:{port}"
+
+
+def stored_config(state_dir: str | None) -> tuple[Any, int]:
+    """The newest config in the store of `state_dir` (the built-in default if there is none)
+    and its port offset, read directly and read-only."""
+    from edge.config import build_config, default_config
+    from edge.store import resolve_port_offset
+
     db = Path(state_dir or ".edge") / "edge.db"
     config = default_config()
     if db.is_file():
@@ -256,9 +266,35 @@ def api_base(api: str | None, state_dir: str | None) -> str:
             conn.close()
         if row is not None:
             config = build_config(json.loads(row[0]))
-    address, port = config.api.address, config.api.port + resolve_port_offset(config)
-    host = f"[{address}]" if address.version == 6 else str(address)
-    return f"http://{host}:{port}"
+    return config, resolve_port_offset(config)
+
+
+def resolve_via_edge(host: str, state_dir: str | None, *, timeout: float = 2.0) -> str | None:
+    """For a name under one of the emulator's zones, its first address from the emulator's own
+    resolver (public view: what a client whose DNS is the resolver would dial). None otherwise."""
+    from dnslib import QTYPE, DNSRecord
+
+    try:
+        config, offset = stored_config(state_dir)
+    except Exception:
+        return None
+    name = host.lower().rstrip(".")
+    if not any(name == z.name or name.endswith("." + z.name) for z in config.zones):
+        return None  # not one of the emulator's names: the system resolver's business
+    server = (str(config.network.resolver), config.network.resolver_port + offset)
+    query = DNSRecord.question(host, "A")
+    family = socket.AF_INET6 if ":" in server[0] else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(timeout)
+            sock.sendto(query.pack(), server)
+            reply = DNSRecord.parse(sock.recv(4096))
+    except Exception:  # no resolver there, or a garbled reply: the caller's error stands
+        return None
+    for rr in reply.rr:
+        if rr.rtype == QTYPE.A:
+            return str(rr.rdata)
+    return None
 
 
 def fetch_trace(base: str, ray: str, *, wait: float = TRACE_WAIT, timeout: float = 5.0) -> TraceResult:
@@ -281,6 +317,7 @@ def fetch_trace(base: str, ray: str, *, wait: float = TRACE_WAIT, timeout: float
         except (OSError, http.client.HTTPException) as e:
             result.problem = (f"cannot reach the admin API at {base}: {getattr(e, 'strerror', None) or e}"
                               " (is the api role running? pass --api or --state-dir)")
+            result.failed = True
             return result
         finally:
             conn.close()
@@ -382,6 +419,11 @@ def run_trace(args: argparse.Namespace, *, out: TextIO | None = None, err: TextI
     try:
         target = parse_target(args.url, parse_resolve(getattr(args, "resolve", None) or []))
         context = tls_context(getattr(args, "cacert", None), state_dir) if target.scheme == "https" else None
+        if target.address == target.host:  # no --resolve: the emulator's names via its own resolver
+            found = resolve_via_edge(target.host, state_dir)
+            if found is not None:
+                print(f"edge trace: {target.host} resolved by the emulator's resolver: {found}", file=err)
+                target = replace(target, address=found)
         response = make_request(target, context)
     except TraceError as e:
         print(f"edge trace: {e}", file=err)
@@ -393,6 +435,7 @@ def run_trace(args: argparse.Namespace, *, out: TextIO | None = None, err: TextI
             base = api_base(getattr(args, "api", None), state_dir)
         except Exception as e:  # a broken store must not hide the response we already have
             result.problem = f"cannot find the admin API from --state-dir {state_dir}: {e} (pass --api)"
+            result.failed = True
         else:
             result = fetch_trace(base, ray)
     else:
@@ -408,4 +451,4 @@ def run_trace(args: argparse.Namespace, *, out: TextIO | None = None, err: TextI
         print(render_report(target, response, result), end="", file=out)
     if result.problem:
         print(f"edge trace: {result.problem}", file=err)
-    return 0
+    return 1 if result.failed else 0

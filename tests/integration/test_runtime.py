@@ -246,3 +246,8 @@ def test_edge_ca_prints_path_and_pem_and_certs_origin_issues(tmp_path: Path) -> 
     bad = subprocess.run([*EDGE, "certs", "origin", "bad..name", "--state-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
+
+
+def test_edge_version() -> None:
+    out = subprocess.run([*EDGE, "--version"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("edge 0."), out

@@ -313,3 +313,33 @@ def test_throttled_warning_says_how_many_it_held_back() -> None:
             warn(t, limit=4)
     assert [(e["event"], e["suppressed"]) for e in logs] == [("x.over_limit", 0), ("x.over_limit", 3),
                                                               ("x.over_limit", 1)]
+
+
+def test_a_key_given_twice_is_an_error_with_its_line() -> None:
+    from edge.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError) as err:
+        load_config("api:\n  port: 8900\n  port: 9000\n")
+    assert [p.message for p in err.value.problems] == [
+        "YAML syntax error at line 3, column 3: duplicate key 'port' (given twice in the same mapping)"
+    ]
+
+
+def test_overlapping_addresses_are_problems() -> None:
+    from edge.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError) as err:
+        load_config("network: {cdn_ips: [127.0.0.2], spectrum_ips: 127.0.10.0/24}")
+    assert [(p.path, p.message) for p in err.value.problems] == [
+        ("network.cdn_ips[0]", "127.0.0.2 is also network.resolver"),
+        ("network.cdn_egress_ip", "127.0.10.254 is inside the spectrum_ips pool 127.0.10.0/24"),
+    ]
+
+
+def test_a_list_field_given_a_scalar_says_list_and_port_offset_defaults_to_auto() -> None:
+    from edge.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError) as err:
+        load_config("zones: abc")
+    assert [(p.path, p.message) for p in err.value.problems] == [("zones", "should be a list")]
+    assert load_config("").network.port_offset == "auto"

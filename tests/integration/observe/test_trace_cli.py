@@ -175,6 +175,27 @@ async def test_misdirected_request_end_to_end(tmp_path: Path) -> None:
         assert host["spectrum_host"] is True and host["misdirected"] >= 1
 
 
+@pytest.mark.asyncio
+@pytest.mark.skipif(not FULL_EDGE, reason="needs the certs, cdn, resolver and spectrum packages (not built yet)")
+async def test_without_resolve_the_emulators_names_go_through_its_resolver(tmp_path: Path) -> None:
+    roles = ("origins", "resolver", "spectrum", "cdn", "api")
+    async with start_edge(tmp_path / "state", roles) as edge:
+        port = edge.snapshot.listen_port(443)
+        code, out, err = await trace(args(f"https://www.example.com:{port}/", state_dir=str(edge.state_dir)))
+        assert code == 0, err
+        assert f"www.example.com resolved by the emulator's resolver: {cdn_ip(edge)}" in err
+        assert "HTTP/1.1 200 OK" in out and "path of ray" in out, out
+
+
+def test_an_unreachable_admin_api_is_exit_1() -> None:
+    from edge.trace_cli import fetch_trace
+
+    with socket.socket() as s:  # bound, never listening: refused
+        s.bind(("127.0.0.1", 0))
+        result = fetch_trace(f"http://127.0.0.1:{s.getsockname()[1]}", "00000000000000ff", wait=0)
+    assert result.failed and result.problem and "cannot reach the admin API" in result.problem
+
+
 def test_console_command_reports_failures_without_a_traceback(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -1246,6 +1246,8 @@ class ClientConnection(asyncio.Protocol):
                 self.transport.abort()
             return
         items = hdr.edge_response_headers(ex.cf_ray, content_type, len(body), extra)
+        if self.draining:  # this answer ends the connection: say so
+            items.append((b"Connection", b"connection", b"close"))
         ex.status = status
         ex.resp_head_bytes = _head_size(items, 13 + len(hdr.REASONS.get(status, b"")))
         ex.resp_body = len(body)
@@ -1281,6 +1283,8 @@ class ClientConnection(asyncio.Protocol):
             return
 
     def _answer_error(self, ex: Exchange, err: EdgeError) -> None:
+        if isinstance(err, HeadersTooLarge):
+            self.draining = True  # 431 closes the connection, whichever limit was passed
         snapshot = self.role.store.current
         colo = snapshot.config.network.colo
         items = ex.request.headers._full_items

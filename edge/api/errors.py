@@ -58,6 +58,9 @@ def bad_request(message: str, code: int = INVALID_REQUEST) -> ApiError:
 
 # The part of a whole-config path that only says which zone the object lives in.
 _ZONE_PREFIX = re.compile(r"^zones\[\d+\]\.(rulesets\.http_request_firewall_custom\.)?")
+# The stored position of a record, app or access rule means nothing to an API caller, who sent
+# one object: its problems are named by field ("ttl: ..."), or by nothing.
+_OBJECT_PREFIX = re.compile(r"^(dns_records|spectrum_apps|access_rules)\[\d+\]\.?")
 
 
 class Missing(Exception):
@@ -70,10 +73,10 @@ class Missing(Exception):
 
 def problems_error(problems: Iterable[Problem], default_code: int) -> ApiError:
     """One error per Problem, each with its code (or `default_code`); the message starts with the
-    problem's path, without the prefix that only locates the zone."""
+    problem's path, without the prefixes that only locate the zone and the stored object."""
     errors = []
     for p in problems:
-        path = _ZONE_PREFIX.sub("", p.path)
+        path = _OBJECT_PREFIX.sub("", _ZONE_PREFIX.sub("", p.path))
         message = f"{path}: {p.message}" if path else p.message
         errors.append((p.code if p.code is not None else default_code, message))
     if not errors:

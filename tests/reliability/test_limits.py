@@ -61,6 +61,8 @@ def test_max_header_count_boundary(lim_edge: EdgeFixture) -> None:
             sock.sendall(b"GET /bytes/1 HTTP/1.1\r\n" + H + _headers(extra) + b"\r\n")
             result = read_response(sock, 3)
         assert result.status == expected, (extra, result.data[:200])
+        if expected == 431:
+            assert b"\r\nConnection: close\r\n" in result.data.split(b"\r\n\r\n")[0] + b"\r\n", result.data[:300]
 
 
 def test_max_header_bytes_boundary(lim_edge: EdgeFixture) -> None:

@@ -183,7 +183,9 @@ def test_problems_error_strips_the_zone_prefix_and_keeps_codes() -> None:
                           Problem("zones[2].rulesets.http_request_firewall_custom.rules[1].expression", "bad", None)],
                          20217)
     assert err.status == 400
-    assert err.errors == ((81057, "dns_records[3]: record already exists"), (20217, "rules[1].expression: bad"))
+    assert err.errors == ((81057, "record already exists"), (20217, "rules[1].expression: bad"))
+    field = problems_error([Problem("zones[0].spectrum_apps[7].origin_port", "only with origin_dns", 11004)], 1004)
+    assert field.errors == ((11004, "origin_port: only with origin_dns"),)
 
 
 # --------------------------------------------------------------------------- changes

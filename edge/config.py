@@ -834,9 +834,14 @@ def zone_for_name(zones: Sequence[Zone], name: str) -> Zone | None:
     return best
 
 
+# Record types whose content the model's validators check themselves.
+_CHECKED_BY_MODEL = frozenset({"A", "AAAA", "CNAME", "NS", "PTR", "MX", "SOA"})
+
+
 def check_semantics(config: EdgeConfig) -> list[Problem]:
     """Checks across objects; every problem, each with its path."""
     from cdn.rules import RulesetError, compile_ruleset
+    from resolver.wire import encode_rdata
 
     problems: list[Problem] = []
     net = config.network
@@ -904,6 +909,11 @@ def check_semantics(config: EdgeConfig) -> list[Problem]:
                 continue
             if not is_hostname(r.name):
                 problems.append(Problem(f"{rp}.name", f"{r.name!r} is not a valid DNS name"))
+            if r.type not in _CHECKED_BY_MODEL:
+                try:  # what the resolver will serve: a record it cannot encode is refused here
+                    encode_rdata(r.type, r.content, priority=r.priority, data=r.data)
+                except (ValueError, KeyError, TypeError) as e:
+                    problems.append(Problem(f"{rp}.content", f"invalid {r.type} record: {e}", 1004))
             for oi, other in by_name.get(r.name, []):
                 if other.type == r.type and other.content == r.content:
                     problems.append(Problem(rp, f"record already exists (same as dns_records[{oi}])", 81057))

@@ -173,8 +173,7 @@ class View:
         for owner, node in names.items():
             for qtype in {*_COMMON_TYPES, *(t for t in node if t != OTHER)}:
                 key = _question_key(owner, qtype)
-                if key is not None:
-                    static[key] = _hit(key, node.get(qtype) or node[OTHER], qtype)
+                static[key] = _hit(key, node.get(qtype) or node[OTHER], qtype)
         self._static = static
         self.questions = dict(static)
 
@@ -199,7 +198,7 @@ class View:
 
     def remember(self, question: bytes, entry: Entry, qtype: int) -> None:
         """Add an answered question (lower-cased bytes) to `questions`, within the bound."""
-        if len(self.questions) < len(self._static) + ABSENT_CACHE_SIZE and _question_key(b"", qtype) is not None:
+        if len(self.questions) < len(self._static) + ABSENT_CACHE_SIZE:
             self.questions[question] = _hit(question, entry, qtype)
 
 
@@ -214,11 +213,9 @@ def _hit(question: bytes, entry: Entry, qtype: int) -> _Hit:
     return (entry, qtype, entry.heads[0] + question + entry.tail, entry.heads[1] + question + entry.tail)
 
 
-def _question_key(owner: bytes, qtype: int) -> bytes | None:
-    raw = struct.pack("!HH", qtype, CLASS_IN)
-    if raw.lower() != raw:
-        return None
-    return owner + raw
+def _question_key(owner: bytes, qtype: int) -> bytes:
+    """A question's key: the lower-case owner name, then type and class bytes as sent."""
+    return owner + struct.pack("!HH", qtype, CLASS_IN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +251,7 @@ def respond(view: View, data: bytes, *, udp: bool = True) -> Reply | None:
         # known as a whole; then the same query shape with a name to look up.
         if n > 16 and data[4:12] == _ONE_QUESTION and not data[2] & 0xF8:
             question = data[12:]
-            key = question.lower()
+            key = question[:-4].lower() + question[-4:]  # the name is case-insensitive, the type is not
             hit = view.questions.get(key)
             if hit is not None:
                 entry, qtype, body0, body1 = hit
@@ -589,6 +586,7 @@ def _collect(snapshot: Any, view: str, problems: list[str]) -> _ViewData:
                     d.add(owner, RR(b"", type_code(r.type), _ttl(r.ttl), rdata, text))
                 except Exception as e:  # a record the codec refuses is left out, not fatal
                     problems.append(f"{zone.name}: {name} {r.type} {r.content!r}: {e}")
+                    d.rrsets.setdefault(owner, {})  # its name still exists: NODATA, not NXDOMAIN
             if spectrum_ips is not None:
                 for rr in _address_rrs(spectrum_ips):
                     d.add(owner, rr)

@@ -13,6 +13,7 @@ bytes cannot even carry a header (shorter than 12 bytes: nothing to answer to), 
 from __future__ import annotations
 
 import ipaddress
+import re
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -280,11 +281,48 @@ def encode_rdata(
             flags, tag, value = int(parts[0]), parts[1], parts[2].strip().strip('"')
         tag_b, value_b = tag.encode(), value.encode()
         return bytes([flags, len(tag_b)]) + tag_b + value_b, f'{flags} {tag} "{value}"'
-    # Anything else: dnslib's zone-file parser, packed without compression.
-    rr = dnslib.RR.fromZone(f"x. 300 IN {t} {content}")[0]
+    # Anything else: dnslib's zone-file parser, packed without compression. The API's `data`
+    # object (how the SDK writes HTTPS, SVCB, TLSA, SSHFP, DS...) is read in presentation order.
+    text = content.strip() or _content_from_data(t, data)
+    if t in ("HTTPS", "SVCB"):
+        text = _QUOTED_PARAM.sub(r"=\1", text)  # alpn="h3,h2" as Cloudflare writes it -> alpn=h3,h2
+    try:
+        # SVCB has HTTPS's format (RFC 9460); dnslib only parses the latter.
+        rr = dnslib.RR.fromZone(f"x. 300 IN {'HTTPS' if t == 'SVCB' else t} {text}")[0]
+    except Exception as e:
+        raise ValueError(f"{t} content {text!r} cannot be read: {e}") from None
     buf = _PlainBuffer()
     rr.rdata.pack(buf)
     return bytes(buf.data), str(rr.rdata)
+
+
+# The fields of the API's `data` object for each type, in presentation (zone file) order.
+DATA_FIELDS: Final[dict[str, tuple[str, ...]]] = {
+    "HTTPS": ("priority", "target", "value"),
+    "SVCB": ("priority", "target", "value"),
+    "TLSA": ("usage", "selector", "matching_type", "certificate"),
+    "SSHFP": ("algorithm", "type", "fingerprint"),
+    "DS": ("key_tag", "algorithm", "digest_type", "digest"),
+    "DNSKEY": ("flags", "protocol", "algorithm", "public_key"),
+    "CERT": ("type", "key_tag", "algorithm", "certificate"),
+    "NAPTR": ("order", "preference", "flags", "service", "regex", "replacement"),
+}
+_QUOTED_DATA: Final = {("NAPTR", "flags"), ("NAPTR", "service"), ("NAPTR", "regex")}
+_QUOTED_PARAM: Final = re.compile(r'="([^"]*)"')
+
+
+def _content_from_data(t: str, data: Mapping[str, Any] | None) -> str:
+    fields = DATA_FIELDS.get(t)
+    if not data or fields is None:
+        raise ValueError(f"{t} record needs content" + (f" or data {{{', '.join(fields)}}}" if fields else ""))
+    missing = [f for f in fields if f not in data]
+    if missing:
+        raise ValueError(f"{t} record data is missing {', '.join(missing)}")
+    parts = []
+    for f in fields:
+        value = str(data[f])
+        parts.append(f'"{value}"' if (t, f) in _QUOTED_DATA else value)
+    return " ".join(parts)
 
 
 def soa_rdata(zone: str, serial: int, minimum: int) -> tuple[bytes, str]:

@@ -343,3 +343,23 @@ def test_a_list_field_given_a_scalar_says_list_and_port_offset_defaults_to_auto(
         load_config("zones: abc")
     assert [(p.path, p.message) for p in err.value.problems] == [("zones", "should be a list")]
     assert load_config("").network.port_offset == "auto"
+
+
+def test_records_the_resolver_cannot_encode_are_refused_with_1004() -> None:
+    from edge.config import ConfigError, load_config
+
+    text = """zones:
+  - name: example.com
+    dns_records:
+      - {name: h1.example.com, type: HTTPS, content: '1 . alpn="h3,h2"', ttl: 300}
+      - {name: s1.example.com, type: SVCB, data: {priority: 1, target: ., value: alpn=h2}, ttl: 300}
+      - {name: t1.example.com, type: TLSA, data: {usage: 3, selector: 1}, ttl: 300}
+      - {name: x.example.com, type: HTTPS, content: 'nonsense here', ttl: 300}
+"""
+    with pytest.raises(ConfigError) as err:
+        load_config(text)
+    assert [(p.path, p.code) for p in err.value.problems] == [
+        ("zones[0].dns_records[2].content", 1004),
+        ("zones[0].dns_records[3].content", 1004),
+    ]
+    assert "TLSA record data is missing matching_type, certificate" in err.value.problems[0].message

@@ -8,7 +8,7 @@ import socket
 import sys
 import types
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cloudflare
@@ -52,11 +52,14 @@ def config_text(port: int) -> str:
 class Api:
     edge: EdgeHandle
     base_url: str
+    clients: list[cloudflare.Cloudflare] = field(default_factory=list)
 
     def client(self, **auth: str) -> cloudflare.Cloudflare:
         if not auth:
             auth = {"api_token": TOKEN}
-        return cloudflare.Cloudflare(base_url=self.base_url, max_retries=0, **auth)  # type: ignore[arg-type]
+        made = cloudflare.Cloudflare(base_url=self.base_url, max_retries=0, **auth)  # type: ignore[arg-type]
+        self.clients.append(made)  # closed at teardown: their pooled connections are sockets
+        return made
 
 
 @pytest_asyncio.fixture
@@ -64,7 +67,12 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     port = _free_port()
     async with open_edge(config_text(port), state_dir=tmp_path / "state", roles=("api",)) as edge:
         await wait_role(edge, "api")
-        yield Api(edge, f"http://127.0.0.1:{port}/client/v4")
+        handle = Api(edge, f"http://127.0.0.1:{port}/client/v4")
+        try:
+            yield handle
+        finally:
+            for made in handle.clients:
+                made.close()
 
 
 async def wait_role(edge: EdgeHandle, role: str, timeout: float = 10.0) -> None:

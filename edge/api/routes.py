@@ -146,7 +146,8 @@ def _authorised(request: web.Request, snapshot: Snapshot) -> bool:
     if scheme.lower() == "bearer" and value.strip():
         return secrets.compare_digest(value.strip().encode(), token.encode())
     email, key = request.headers.get("X-Auth-Email"), request.headers.get("X-Auth-Key")
-    if email is not None and key is not None:
+    # An empty `api.key` in the config turns the email + key scheme off (never "empty matches").
+    if email is not None and key is not None and api.key and key.strip():
         return (secrets.compare_digest(email.strip().lower().encode(), api.email.lower().encode())
                 and secrets.compare_digest(key.strip().encode(), api.key.encode()))
     return False

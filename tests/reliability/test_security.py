@@ -38,6 +38,28 @@ def test_api_refuses_without_valid_token(sec_edge: EdgeFixture, token: str | Non
     assert [e["code"] for e in body["errors"]] == [10000], body
 
 
+def test_api_email_and_key_auth(sec_edge: EdgeFixture) -> None:
+    import urllib.error
+    import urllib.request
+
+    api = sec_edge.snapshot.config.api
+
+    def get(email: str, key: str) -> int:
+        req = urllib.request.Request(sec_edge.api_base + "/zones", headers={"X-Auth-Email": email, "X-Auth-Key": key})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return int(resp.status)
+        except urllib.error.HTTPError as e:
+            e.close()
+            return int(e.code)
+
+    assert get(api.email, api.key) == 200
+    assert get(api.email.upper(), api.key) == 200  # the email is case-insensitive
+    assert get(api.email, "wrong") == 403
+    assert get(api.email, "") == 403
+    assert get("other@example.com", api.key) == 403
+
+
 def test_api_write_without_token_changes_nothing(sec_edge: EdgeFixture) -> None:
     zid = zone_id(sec_edge)
     before = int(sec_edge.snapshot.generation)

@@ -1849,7 +1849,7 @@ def _open_certificates(state_dir: Path) -> tuple[Any, Any]:
 
 async def serve_cdn(ctx: RoleContext) -> None:
     """Role "cdn": the edge listeners and the handoff listener, until cancelled."""
-    from edge.runtime import Bind, bind_remedy, listen_socket
+    from edge.runtime import Bind, listen_socket
 
     snapshot = ctx.store.current
     net = snapshot.config.network
@@ -1911,25 +1911,20 @@ async def serve_cdn(ctx: RoleContext) -> None:
                 try:
                     sock = listen_socket(address, dial, backlog=4096)
                 except OSError as e:
-                    bind.status, bind.reason = "failed", bind_remedy(e, address, dial, snapshot.port_offset)
-                    ctx.binds.record(bind)
-                    log.error("cdn.bind.failed", address=address, port=dial, reason=bind.reason)
+                    ctx.binds.failed(bind, e, snapshot.port_offset)
                     continue
                 acceptor = TlsAcceptor(role, sock, address, port)
                 acceptors.append(acceptor)
-                bind.status = "bound"
-                ctx.binds.record(bind, acceptor.close)
+                ctx.binds.bound(bind, acceptor.close)
         handoff_address = str(net.cdn_ips[0])
         handoff_port = snapshot.listen_port(HANDOFF_PORT)
         bind = Bind("cdn", "spectrum-handoff", "tcp", handoff_address, handoff_port)
         try:
             handoff_sock = _listen(handoff_address, handoff_port)
         except OSError as e:
-            bind.status, bind.reason = "failed", bind_remedy(e, handoff_address, handoff_port, snapshot.port_offset)
-            ctx.binds.record(bind)
+            ctx.binds.failed(bind, e, snapshot.port_offset)
         else:
-            bind.status = "bound"
-            ctx.binds.record(bind, handoff_sock.close)
+            ctx.binds.bound(bind, handoff_sock.close)
             handoff_task = asyncio.create_task(serve_handoff(role, handoff_sock), name="cdn-handoff")
         ctx.binds.role_ready("cdn")
         log.info("cdn.role.ready", listeners=len(servers) + len(acceptors), colo=net.colo)

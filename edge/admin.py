@@ -16,7 +16,7 @@ from aiohttp import web
 
 from certs.files import write_atomic
 from edge.harness import ready_report
-from edge.runtime import Bind, RoleContext, bind_remedy
+from edge.runtime import Bind, RoleContext
 
 log = structlog.get_logger("edge.admin")
 CTX_KEY = web.AppKey("ctx", RoleContext)
@@ -100,12 +100,9 @@ async def serve_admin(ctx: RoleContext) -> None:
         try:
             await site.start()
         except OSError as e:
-            bind.status, bind.reason = "failed", bind_remedy(e, address, port, snapshot.port_offset)
-            ctx.binds.record(bind)
-            log.error("runtime.bind.failed", role="api", address=address, port=port, reason=bind.reason)
+            ctx.binds.failed(bind, e, snapshot.port_offset)
             await asyncio.Event().wait()
-        bind.status = "bound"
-        ctx.binds.record(bind, lambda: None)
+        ctx.binds.bound(bind, lambda: None)
         # Where this admin listener really is (port offset included), for `edge trace` and scripts.
         host = f"[{address}]" if ":" in address else address
         write_atomic(ctx.state_dir / "admin.url", f"http://{host}:{port}\n".encode(), 0o644)

@@ -33,7 +33,7 @@ from typing import Any, cast
 import h11
 import structlog
 
-from edge.runtime import Bind, RoleContext, bind_remedy, enlarge_udp_buffers, open_raw_listener
+from edge.runtime import Bind, RoleContext, enlarge_udp_buffers, open_raw_listener
 from spectrum import proxy_protocol as pp
 
 log = structlog.get_logger("edge.origins")
@@ -446,14 +446,9 @@ async def serve_origins(ctx: RoleContext) -> None:
     try:
         udp, _ = await loop.create_datagram_endpoint(UdpEcho, local_addr=(str(o.udp_echo.address), lp(o.udp_echo.port)))
         enlarge_udp_buffers(udp)
-        udp_bind.status = "bound"
-        ctx.binds.record(udp_bind, udp.close)
+        ctx.binds.bound(udp_bind, udp.close)
     except OSError as e:
-        udp_bind.status, udp_bind.reason = (
-            "failed",
-            bind_remedy(e, udp_bind.address, udp_bind.port, snapshot.port_offset),
-        )
-        ctx.binds.record(udp_bind)
+        ctx.binds.failed(udp_bind, e, snapshot.port_offset)
     try:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(

@@ -99,8 +99,8 @@ class Connections:
             conn.shutdown()
 
     def discard(self, conn: Connection) -> None:
-        if self._live.pop(conn, None) is not None or not self._live:
-            self._changed.set()
+        self._live.pop(conn, None)
+        self._changed.set()  # `wait_empty` counts again
 
     def __len__(self) -> int:
         return len(self._live)
@@ -175,6 +175,23 @@ class Binds:
         if closer is not None:
             self._closers[key] = closer
         self.changed.set()
+
+    def failed(self, bind: Bind, err: OSError, port_offset: int = 0) -> None:
+        """Record a bind that failed, with the remedy for `err`, and log it."""
+        bind.status, bind.reason = "failed", bind_remedy(err, bind.address, bind.port, port_offset)
+        self.record(bind)
+        log.error(
+            "runtime.bind.failed",
+            role=bind.role,
+            name=bind.name,
+            address=bind.address,
+            port=bind.port,
+            reason=bind.reason,
+        )
+
+    def bound(self, bind: Bind, closer: Callable[[], None]) -> None:
+        bind.status = "bound"
+        self.record(bind, closer)
 
     def forget(self, role: str, transport: str, address: str, port: int) -> None:
         key = (role, transport, address, port)
@@ -260,12 +277,9 @@ def open_raw_listener(
     try:
         sock = listen_socket(address, port)
     except OSError as e:
-        bind.status, bind.reason = "failed", bind_remedy(e, address, port, port_offset)
-        binds.record(bind)
-        log.error("runtime.bind.failed", role=role, name=name, address=address, port=port, reason=bind.reason)
+        binds.failed(bind, e, port_offset)
         return None
-    bind.status = "bound"
-    binds.record(bind, sock.close)
+    binds.bound(bind, sock.close)
     return sock
 
 
@@ -289,12 +303,9 @@ async def open_tcp_listener(
             factory, host=address, port=port, ssl=ssl, backlog=backlog, reuse_address=True, start_serving=True
         )
     except OSError as e:
-        bind.status, bind.reason = "failed", bind_remedy(e, address, port, port_offset)
-        binds.record(bind)
-        log.error("runtime.bind.failed", role=role, name=name, address=address, port=port, reason=bind.reason)
+        binds.failed(bind, e, port_offset)
         return None
-    bind.status = "bound"
-    binds.record(bind, server.close)
+    binds.bound(bind, server.close)
     return server
 
 
@@ -303,14 +314,18 @@ async def open_tcp_listener(
 UDP_BUFFER_BYTES = 4 * 1024 * 1024
 
 
-def enlarge_udp_buffers(transport: asyncio.BaseTransport) -> None:
-    """Best effort: raise SO_RCVBUF/SO_SNDBUF of a datagram transport's socket."""
-    sock = transport.get_extra_info("socket")
-    if sock is None:
-        return
+def enlarge_socket_buffers(sock: Any) -> None:
+    """Best effort: raise SO_RCVBUF/SO_SNDBUF of a datagram socket (or uvloop's pseudo-socket)."""
     for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, AttributeError):
             sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
+
+
+def enlarge_udp_buffers(transport: asyncio.BaseTransport) -> None:
+    """`enlarge_socket_buffers` for a datagram transport's socket."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        enlarge_socket_buffers(sock)
 
 
 async def open_udp_endpoint(
@@ -330,12 +345,9 @@ async def open_udp_endpoint(
         transport, _ = await loop.create_datagram_endpoint(factory, local_addr=(address, port), family=family)
         enlarge_udp_buffers(transport)
     except OSError as e:
-        bind.status, bind.reason = "failed", bind_remedy(e, address, port, port_offset)
-        binds.record(bind)
-        log.error("runtime.bind.failed", role=role, name=name, address=address, port=port, reason=bind.reason)
+        binds.failed(bind, e, port_offset)
         return None
-    bind.status = "bound"
-    binds.record(bind, transport.close)
+    binds.bound(bind, transport.close)
     return transport
 
 
@@ -358,15 +370,11 @@ def open_udp_socket(
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         sock.setblocking(False)
-        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.SOL_SOCKET, option, UDP_BUFFER_BYTES)
+        enlarge_socket_buffers(sock)
         sock.bind((address, port))
     except OSError as e:
         sock.close()
-        bind.status, bind.reason = "failed", bind_remedy(e, address, port, port_offset)
-        binds.record(bind)
-        log.error("runtime.bind.failed", role=role, name=name, address=address, port=port, reason=bind.reason)
+        binds.failed(bind, e, port_offset)
         return None
     loop = asyncio.get_running_loop()
     fd = sock.fileno()
@@ -380,8 +388,7 @@ def open_udp_socket(
             loop.remove_reader(fd)
             sock.close()
 
-    bind.status = "bound"
-    binds.record(bind, close)
+    binds.bound(bind, close)
     return sock, close
 
 
@@ -452,10 +459,9 @@ def _warn_on_restart_needed(ctx: RoleContext) -> Callable[[], None]:
 
     def check(snapshot: Any) -> None:
         changed = restart_needed(started, snapshot.config)
-        if changed != said:  # said once per different set, not on every later change
-            said[:] = changed
-        else:
+        if changed == said:  # said once per different set, not on every later change
             return
+        said[:] = changed
         if changed:
             log.warning(
                 "edge.config.restart_needed",

@@ -15,15 +15,13 @@ never an exchange in progress), `abort()` drops the connection.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import socket
 import time
 from collections.abc import Callable
 from typing import Any, Final, cast
 
 import structlog
 
-from edge.runtime import Bind, RoleContext, Throttled, bind_remedy, open_tcp_listener, open_udp_endpoint
+from edge.runtime import RoleContext, Throttled, open_tcp_listener, open_udp_endpoint, open_udp_socket
 from resolver import batch
 from resolver.answers import Tables, View, respond, servfail, tables_for
 from resolver.framing import FramingError, TcpFramer, encode_frame
@@ -32,8 +30,6 @@ from resolver.wire import name_text, type_name
 log = structlog.get_logger("resolver.server")
 
 ROLE: Final = "resolver"
-# A bigger receive buffer absorbs bursts (dnsperf, many stubs at once) instead of dropping them.
-UDP_RCVBUF: Final = 4 * 1024 * 1024
 # Query names rendered as text for the records, remembered by their wire bytes (bounded).
 _NAME_CACHE_SIZE: Final = 4096
 _TYPE_TEXT: Final = {code: type_name(code) for code in range(1, 300)}
@@ -158,11 +154,8 @@ class _UdpServer(asyncio.DatagramProtocol):
         self._transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = cast(asyncio.DatagramTransport, transport)  # uvloop's is not a subclass
-        sock = self._transport.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError, AttributeError):
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
+        # uvloop's is not a subclass; open_udp_endpoint has enlarged its buffers.
+        self._transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         wire = self._resolver.answer(data, addr[0], addr[1], "udp")
@@ -274,44 +267,24 @@ class _TcpConnection(asyncio.Protocol):
 def _open_batch_udp(
     ctx: RoleContext, address: str, port: int, resolver: _Resolver, port_offset: int
 ) -> Callable[[], None] | None:
-    """Bind UDP like `open_udp_endpoint` (same bind record, same remedy on failure), served by
+    """Bind UDP with `open_udp_socket` (same bind record, same remedy on failure), served by
     `resolver.batch` from the loop's reader callback. Returns the closer, or None on failure."""
-    bind = Bind(ROLE, "dns", "udp", address, port)
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    try:
-        sock.setblocking(False)
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, UDP_RCVBUF)
-        sock.bind((address, port))
-        server = batch.BatchSocket(sock)
-    except OSError as e:
-        sock.close()
-        bind.status, bind.reason = "failed", bind_remedy(e, address, port, port_offset)
-        ctx.binds.record(bind)
-        log.error("runtime.bind.failed", role=ROLE, name="dns", address=address, port=port, reason=bind.reason)
-        return None
-    loop = asyncio.get_running_loop()
+    server: list[batch.BatchSocket] = []  # set once the socket exists; the reader runs later
     handler = resolver.answer_batch
 
     def on_readable() -> None:
         try:
-            server.serve(handler)
+            server[0].serve(handler)
         except Exception:
             log.exception("resolver.udp.failed")
 
-    loop.add_reader(sock.fileno(), on_readable)
-    closed = False
-
-    def close() -> None:
-        nonlocal closed
-        if not closed:
-            closed = True
-            loop.remove_reader(sock.fileno())
-            sock.close()
-
-    bind.status = "bound"
-    ctx.binds.record(bind, close)
+    opened = open_udp_socket(
+        ctx.binds, role=ROLE, name="dns", address=address, port=port, on_readable=on_readable, port_offset=port_offset
+    )
+    if opened is None:
+        return None
+    sock, close = opened
+    server.append(batch.BatchSocket(sock))
     return close
 
 

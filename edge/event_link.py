@@ -10,7 +10,7 @@ process is slow, up to `MAX_QUEUED` bytes; beyond that, or while no api process 
 every `RETRY_SECONDS`), batches are dropped and counted (`EventForwarder.dropped`).
 
 The batch format (`encode_batch` / `decode_batch`) is pure: one JSON object per frame,
-`{"r": [[dataset, record], ...], "t": [trace.as_json(), ...]}`, at most `MAX_DATAGRAM` bytes.
+`{"r": [[dataset, record], ...], "t": [trace.as_json(), ...]}`, at most `MAX_FRAME` bytes.
 """
 
 from __future__ import annotations
@@ -30,15 +30,16 @@ from edge.events import DATASETS, EventSink, Record, Trace, TraceStep
 log = structlog.get_logger("edge.event_link")
 
 SOCKET_NAME = "events.sock"
-MAX_DATAGRAM = 60_000  # under the default Unix datagram limit (net.core.wmem_default)
+MAX_FRAME = 60_000  # bytes of one batch: records and traces are split across frames
+MAX_SOCKET_PATH = 108  # sun_path, including the terminating NUL
 
 
 # ----------------------------------------------------------------------------- wire format (pure)
 
 
 def encode_batch(records: list[tuple[str, Record]], traces: list[dict[str, Any]]) -> list[bytes]:
-    """The batch as datagrams of at most MAX_DATAGRAM bytes each (an item larger than that on
-    its own is left out: a record is a few hundred bytes, a trace a few KiB)."""
+    """The batch as frames of at most MAX_FRAME bytes each (an item larger than that on its own
+    is left out: a record is a few hundred bytes, a trace a few KiB)."""
     out: list[bytes] = []
     items = [("r", orjson.dumps(list(item), default=str)) for item in records]
     items += [("t", orjson.dumps(trace, default=str)) for trace in traces]
@@ -53,9 +54,9 @@ def encode_batch(records: list[tuple[str, Record]], traces: list[dict[str, Any]]
         size = 16
 
     for kind, blob in items:
-        if len(blob) + 16 > MAX_DATAGRAM:
+        if len(blob) + 16 > MAX_FRAME:
             continue
-        if size + len(blob) + 1 > MAX_DATAGRAM:
+        if size + len(blob) + 1 > MAX_FRAME:
             flush()
         current[kind].append(blob)
         size += len(blob) + 1
@@ -64,7 +65,7 @@ def encode_batch(records: list[tuple[str, Record]], traces: list[dict[str, Any]]
 
 
 def decode_batch(data: bytes) -> tuple[list[tuple[str, Record]], list[Trace]] | None:
-    """A datagram back into records and traces; None if it is not one of ours."""
+    """A frame back into records and traces; None if it is not one of ours."""
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError:
@@ -246,7 +247,7 @@ class EventForwarder:
 def open_event_forwarder(events: EventSink, state_dir: Path) -> Callable[[], None]:
     """Forward `events` to the inbox in `state_dir`; returns the closer."""
     path = state_dir / SOCKET_NAME
-    if len(os.fsencode(path)) >= MAX_SOCKET_PATH:
+    if not _fits(path):
         log.warning("edge.events.forward_unavailable", path=str(path), error="path too long for a Unix socket",
                     effect="records of this process will not reach the api process's analytics or /trace")
         return lambda: None
@@ -262,7 +263,9 @@ def open_event_forwarder(events: EventSink, state_dir: Path) -> Callable[[], Non
     return close
 
 
-MAX_SOCKET_PATH = 108  # sun_path, including the terminating NUL
+def _fits(path: Path) -> bool:
+    """Whether `path` fits a Unix socket address."""
+    return len(os.fsencode(path)) < MAX_SOCKET_PATH
 
 
 async def open_event_inbox(events: EventSink, state_dir: Path) -> Callable[[], None] | None:
@@ -280,7 +283,7 @@ async def open_event_inbox(events: EventSink, state_dir: Path) -> Callable[[], N
             effect="records of roles in other processes will not reach analytics, the dashboard or /trace",
         )
 
-    if len(os.fsencode(path)) >= MAX_SOCKET_PATH:
+    if not _fits(path):
         unavailable("path too long for a Unix socket")
         return None
     if path.exists():

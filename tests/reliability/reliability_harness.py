@@ -134,49 +134,13 @@ class RawResult:
         return self.data.partition(b"\r\n\r\n")[2]
 
 
-def read_until_closed(sock: socket.socket, timeout: float) -> RawResult:
-    start = time.monotonic()
-    deadline = start + timeout
-    chunks: list[bytes] = []
-    closed = reset = False
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            break
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(65536)
-        except TimeoutError:
-            break
-        except (ConnectionResetError, BrokenPipeError):
-            closed = reset = True
-            break
-        except ssl.SSLError:
-            closed = True
-            break
-        if not chunk:
-            closed = True
-            break
-        chunks.append(chunk)
-    return RawResult(b"".join(chunks), closed, reset, time.monotonic() - start)
-
-
-def read_response(sock: socket.socket, timeout: float) -> RawResult:
-    """Read one HTTP response (head + Content-Length body), or until close/timeout."""
+def _read(sock: socket.socket, timeout: float, complete: Callable[[bytes], bool]) -> RawResult:
+    """Read until `complete(data so far)`, the peer closes, or `timeout` passes."""
     start = time.monotonic()
     deadline = start + timeout
     buf = b""
     closed = reset = False
-    while True:
-        head, sep, rest = buf.partition(b"\r\n\r\n")
-        if sep:
-            length = None
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value.strip())
-            if length is not None and len(rest) >= length:
-                break
+    while not complete(buf):
         left = deadline - time.monotonic()
         if left <= 0:
             break
@@ -196,6 +160,28 @@ def read_response(sock: socket.socket, timeout: float) -> RawResult:
             break
         buf += chunk
     return RawResult(buf, closed, reset, time.monotonic() - start)
+
+
+def read_until_closed(sock: socket.socket, timeout: float) -> RawResult:
+    return _read(sock, timeout, lambda _data: False)
+
+
+def _one_response(data: bytes) -> bool:
+    """A whole HTTP response with a Content-Length body is in `data`."""
+    head, sep, rest = data.partition(b"\r\n\r\n")
+    if not sep:
+        return False
+    length = None
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    return length is not None and len(rest) >= length
+
+
+def read_response(sock: socket.socket, timeout: float) -> RawResult:
+    """Read one HTTP response (head + Content-Length body), or until close/timeout."""
+    return _read(sock, timeout, _one_response)
 
 
 def tls_client_context(edge: EdgeFixture) -> ssl.SSLContext:
